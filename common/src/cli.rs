@@ -1,0 +1,189 @@
+//! The command line every stage shares:
+//!
+//! ```text
+//! stageNN-x [run] [OPTIONS] [--] [CMD [ARG...]]   run CMD (default: /bin/sh) in the sandbox
+//! stageNN-x doctor                                check what this stage needs
+//! ```
+//!
+//! A stage brings its own options as a clap `Args` struct that flattens the previous
+//! stage's, so stage N accepts everything stage N-1 does, plus its own.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::doctor::Report;
+use crate::exec::DEFAULT_PATH;
+use crate::exit::{self, RUNTIME_FAILED};
+use crate::explain;
+use crate::layer::{Layer, Process};
+
+/// A stage: its options, its layers and its checks.
+pub trait Stage {
+    /// The binary's name, e.g. `stage01-pidns`.
+    const NAME: &'static str;
+    /// One line for `--help`.
+    const ABOUT: &'static str;
+    /// This stage's options (flattening the previous stage's).
+    type Args: Args + std::fmt::Debug;
+    /// The previous stage's layers plus this stage's one.
+    fn layers(args: &Self::Args) -> Result<Vec<Box<dyn Layer>>>;
+    /// The previous stage's checks plus this stage's.
+    fn doctor(report: &mut Report);
+}
+
+/// Options of `run` that belong to no layer: what to run and how to show it.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Print every step (syscall, arguments, why) to stderr as it happens.
+    #[arg(long)]
+    pub explain: bool,
+    /// Set an environment variable in the container (KEY=VAL, or KEY to copy the host's).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VAL")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+}
+
+/// `run`'s whole set of options: the shared ones, the stage's, then the command.
+#[derive(Debug, Args)]
+pub struct Run<S: Args> {
+    #[command(flatten)]
+    pub common: RunArgs,
+    #[command(flatten)]
+    pub stage: S,
+    /// The command to run and its arguments (default: an interactive /bin/sh).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command<S: Args> {
+    /// Run a command in this stage's sandbox (the default).
+    Run(Run<S>),
+    /// Check what this stage needs from the machine, and how to fix what is missing.
+    Doctor,
+}
+
+#[derive(Debug, Parser)]
+#[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
+struct Cli<S: Args> {
+    #[command(subcommand)]
+    command: Option<Command<S>>,
+    #[command(flatten)]
+    run: Run<S>,
+}
+
+/// The whole `main` of a stage binary.
+pub fn main<S: Stage>() -> ExitCode {
+    main_from::<S, _, _>(std::env::args_os())
+}
+
+/// [`main`], with the arguments given.
+pub fn main_from<S, I, T>(args: I) -> ExitCode
+where
+    S: Stage,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let command = <Cli<S::Args> as clap::CommandFactory>::command()
+        .name(S::NAME)
+        .about(S::ABOUT);
+    let matches = match command.try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(err) => {
+            let _ = err.print();
+            // --help and --version are not errors; usage errors are the runtime's.
+            return ExitCode::from(if err.use_stderr() { RUNTIME_FAILED as u8 } else { 0 });
+        }
+    };
+    let cli = match <Cli<S::Args> as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(RUNTIME_FAILED as u8);
+        }
+    };
+    let code = match cli.command {
+        Some(Command::Doctor) => doctor::<S>(),
+        Some(Command::Run(run)) => run_stage::<S>(run),
+        None => run_stage::<S>(cli.run),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn doctor<S: Stage>() -> i32 {
+    println!("{} doctor", S::NAME);
+    let mut report = Report::default();
+    S::doctor(&mut report);
+    match report.failures() {
+        0 => {
+            println!("everything {} needs is here", S::NAME);
+            0
+        }
+        n => {
+            println!("{n} check(s) failed: see the fixes above");
+            1
+        }
+    }
+}
+
+fn run_stage<S: Stage>(run: Run<S::Args>) -> i32 {
+    explain::enable(run.common.explain);
+    let result = process_of(&run).and_then(|process| {
+        let mut layers = S::layers(&run.stage)?;
+        crate::runner::run(process, &mut layers)
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("{}: {err:#}", S::NAME);
+            exit::code_of(&err)
+        }
+    }
+}
+
+/// The process to run, from the command line. Like docker, the container gets a
+/// clean environment: it does not inherit the host's variables unless asked to.
+fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
+    let argv = if run.command.is_empty() {
+        vec!["/bin/sh".to_owned()]
+    } else {
+        run.command.clone()
+    };
+    let mut process = Process {
+        argv,
+        env: Vec::new(),
+        cwd: run.common.workdir.clone(),
+    };
+    process.setenv("PATH", DEFAULT_PATH);
+    process.setenv("HOME", "/root");
+    if let Ok(term) = std::env::var("TERM") {
+        process.setenv("TERM", term);
+    }
+    for item in &run.common.env {
+        match item.split_once('=') {
+            Some(("", _)) => bail!("-e {item:?}: the variable has no name; write -e KEY=VALUE"),
+            Some((key, value)) => process.setenv(key, value),
+            None => match std::env::var(item) {
+                Ok(value) => process.setenv(item, value),
+                Err(_) => bail!(
+                    "-e {item}: the host has no variable {item} to pass on; write -e {item}=VALUE"
+                ),
+            },
+        }
+    }
+    if let Some(cwd) = &process.cwd
+        && !cwd.is_absolute()
+    {
+        bail!(
+            "-w {}: the working directory must be an absolute path inside the container",
+            cwd.display()
+        );
+    }
+    Ok(process)
+}

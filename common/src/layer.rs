@@ -1,0 +1,119 @@
+//! The one concept of keel: an isolation feature is a [`Layer`].
+//!
+//! A container is not one thing the kernel gives you. It is a handful of separate
+//! features (namespaces, a new root, id maps, a network, cgroups) that a runtime sets up
+//! in the right order around one `clone` and one `execve`. Each stage of keel adds
+//! exactly one of them as a layer; the [runner](crate::runner) calls every layer's
+//! phases in order, so the order of the phases *is* the order of the lesson.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// What the container will run: it is filled in from the command line, layers may
+/// adjust it while preparing (a hostname layer adds `HOSTNAME=`), and the runner execs
+/// it at the very end.
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    /// The command and its arguments; `argv[0]` is looked up in the container's `PATH`.
+    pub argv: Vec<String>,
+    /// The whole environment of the command (nothing is inherited from the host).
+    pub env: Vec<(String, String)>,
+    /// The working directory inside the container, `None` for `/`.
+    pub cwd: Option<PathBuf>,
+}
+
+impl Process {
+    /// The value of `key` in the container's environment.
+    pub fn getenv(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets `key` (replacing an earlier value), like `export key=value`.
+    pub fn setenv(&mut self, key: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.env.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.env.push((key.to_owned(), value)),
+        }
+    }
+}
+
+/// The parent's view before `clone`: validate input, open what must be opened from the
+/// host's point of view, adjust the process.
+#[derive(Debug)]
+pub struct Prepare<'a> {
+    /// The command the container will run.
+    pub process: &'a mut Process,
+    /// The union of every layer's [`Layer::clone_flags`]: which namespaces the child gets.
+    pub clone_flags: CloneFlags,
+}
+
+/// The parent's view while the child exists but waits: the place for work that must be
+/// done *from outside* (writing id maps, attaching a network, joining a cgroup).
+#[derive(Debug)]
+pub struct Parent {
+    /// The child's PID, as the host sees it.
+    pub pid: Pid,
+    /// The namespaces the child was created with.
+    pub clone_flags: CloneFlags,
+}
+
+/// The child's view, inside its new namespaces, before it `exec`s the command.
+#[derive(Debug)]
+pub struct Child<'a> {
+    /// The command that will be exec'd once every layer is done.
+    pub process: &'a Process,
+    /// The namespaces this process was created in.
+    pub clone_flags: CloneFlags,
+}
+
+/// The parent's view after the child is gone (or never started).
+#[derive(Debug)]
+pub struct Cleanup {
+    /// The child's PID, if `clone` got that far.
+    pub pid: Option<Pid>,
+}
+
+/// One isolation feature. The runner calls each phase on every layer, in order:
+///
+/// 1. [`prepare`](Layer::prepare) in the parent, before `clone`;
+/// 2. `clone` with the union of every layer's [`clone_flags`](Layer::clone_flags);
+/// 3. [`parent`](Layer::parent) in the parent while the child waits;
+/// 4. [`child`](Layer::child) in the child, then `execve`;
+/// 5. [`cleanup`](Layer::cleanup) in the parent, always: after exit, errors and signals.
+///
+/// Every phase has a default that does nothing, so a layer writes only what it needs.
+pub trait Layer {
+    /// A short name for messages: `"pid"`, `"rootfs"`, ...
+    fn name(&self) -> &'static str;
+
+    /// The namespaces this feature needs the child to be born into.
+    fn clone_flags(&self) -> CloneFlags {
+        CloneFlags::empty()
+    }
+
+    /// Parent, before `clone`: check input, open host paths, adjust the process.
+    fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Parent, after `clone`: the child exists, in its namespaces, and waits for us.
+    fn parent(&mut self, _cx: &mut Parent) -> Result<()> {
+        Ok(())
+    }
+
+    /// Child, inside the new namespaces, before `execve`.
+    fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Parent, after everything: undo what `prepare` and `parent` made on the host.
+    /// It runs on every path, so it must not assume that the other phases ran.
+    fn cleanup(&mut self, _cx: &mut Cleanup) {}
+}

@@ -1,0 +1,21 @@
+//! What every keel stage shares.
+//!
+//! - [`layer`]: the [`Layer`] trait, one isolation feature with its phases;
+//! - [`runner`]: clone, the parent/child dance, exec, signals, cleanup;
+//! - [`cli`]: the command line every stage accepts, and its `main`;
+//! - [`explain`]: `--explain`, each step as it happens;
+//! - [`doctor`]: what the machine offers;
+//! - [`exit`]: docker's exit codes.
+
+pub mod cli;
+pub mod doctor;
+pub mod exec;
+pub mod exit;
+pub mod explain;
+pub mod layer;
+pub mod runner;
+pub mod signals;
+pub mod sync;
+
+pub use cli::Stage;
+pub use layer::{Child, Cleanup, Layer, Parent, Prepare, Process};

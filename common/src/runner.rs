@@ -1,0 +1,214 @@
+//! The runner: one `clone`, every layer's phases in order, one `execve`.
+//!
+//! ```text
+//!  parent                                   child
+//!  ──────                                   ─────
+//!  prepare  (every layer)
+//!  clone(flags of every layer) ───────────► waits on the channel
+//!  parent   (every layer)                   │
+//!  "go" ───────────────────────────────────►│
+//!                                           child (every layer)
+//!                                           close inherited fds
+//!  reads the channel ◄── EOF or error ───── execve(command)
+//!  forwards signals, waits
+//!  cleanup  (every layer, always)
+//!  exits with the command's code
+//! ```
+
+use anyhow::{Context, Result};
+use nix::sched::{CloneFlags, clone};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::exit::{self, Failure, RUNTIME_FAILED};
+use crate::explain;
+use crate::layer::{Child, Cleanup, Layer, Parent, Prepare, Process};
+use crate::signals::Supervisor;
+use crate::sync::{self, ChildEnd};
+
+/// The child's stack. `clone` without `CLONE_VM` copies the parent's memory like
+/// `fork`, so the stack only has to hold the setup code until `execve` replaces it.
+const STACK_SIZE: usize = 1024 * 1024;
+
+/// Runs `process` inside every layer and returns its exit code.
+///
+/// Errors of the runtime itself come back as `Err` (exit code 125, or 126/127 when the
+/// command cannot be executed or found); the command's own failures are its exit code.
+/// Every layer's `cleanup` has run when this returns, whatever happened.
+pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
+    let clone_flags = layers
+        .iter()
+        .fold(CloneFlags::empty(), |all, layer| all | layer.clone_flags());
+
+    let mut pid = None;
+    let result = start_and_wait(&mut process, layers, clone_flags, &mut pid);
+
+    // Cleanup runs in reverse order, like destructors: the last thing set up is the
+    // first thing taken down.
+    for layer in layers.iter_mut().rev() {
+        layer.cleanup(&mut Cleanup { pid });
+    }
+    result
+}
+
+fn start_and_wait(
+    process: &mut Process,
+    layers: &mut [Box<dyn Layer>],
+    clone_flags: CloneFlags,
+    pid_slot: &mut Option<Pid>,
+) -> Result<i32> {
+    for layer in layers.iter_mut() {
+        layer
+            .prepare(&mut Prepare {
+                process,
+                clone_flags,
+            })
+            .with_context(|| format!("preparing the {} layer", layer.name()))?;
+    }
+
+    // Signals are blocked from here on: the parent receives them synchronously in
+    // its wait loop and forwards them, so that it can never die halfway and skip
+    // the cleanup.
+    let supervisor = Supervisor::block()?;
+    let (parent_end, child_end) = sync::channel()?;
+
+    let mut stack = vec![0u8; STACK_SIZE];
+    let process_ref: &Process = process;
+    let layers_raw = layers_ptr(layers);
+    let child_main = Box::new(|| child(process_ref, layers_raw, clone_flags, &child_end, &supervisor));
+    // SAFETY: the child runs in its own copy of this single-threaded process (no
+    // CLONE_VM) and leaves it only through execve or _exit.
+    let pid = unsafe { clone(child_main, &mut stack, clone_flags, Some(Signal::SIGCHLD as i32)) }
+        .map_err(|errno| clone_error(errno, clone_flags))?;
+    *pid_slot = Some(pid);
+    drop(child_end);
+    explain::step(
+        format_args!("clone({}) -> {pid}", explain::flags(&clone_flags)),
+        "the child starts in its new namespaces and waits for the parent",
+    );
+
+    let setup = (|| -> Result<()> {
+        for layer in layers.iter_mut() {
+            layer
+                .parent(&mut Parent { pid, clone_flags })
+                .with_context(|| format!("setting up the {} layer from the parent", layer.name()))?;
+        }
+        explain::step("send(sync, \"go\")", "the parent's part is done; release the child");
+        parent_end.release()?;
+        parent_end.wait_for_exec()
+    })();
+
+    if let Err(err) = setup {
+        // The child may still be waiting, or stuck halfway: it must not outlive us.
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        return Err(err);
+    }
+    supervisor.forward_until_exit(pid)
+}
+
+/// The child's whole life: wait for the parent, run every layer, exec.
+fn child(
+    process: &Process,
+    layers: *mut [Box<dyn Layer>],
+    clone_flags: CloneFlags,
+    channel: &ChildEnd,
+    supervisor: &Supervisor,
+) -> isize {
+    explain::mark_child();
+    // The signal mask survives execve: give the command the mask we started with.
+    supervisor.restore_in_child();
+    // If the runtime dies (even by SIGKILL), the half-made container dies with it.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if !channel.wait_for_go() {
+        return RUNTIME_FAILED as isize;
+    }
+
+    // SAFETY: this is the child's private copy of the parent's memory; the parent's
+    // borrow of `layers` cannot observe anything done here.
+    let layers = unsafe { &mut *layers };
+    let failure = match setup_child(process, layers, clone_flags) {
+        Ok(()) => crate::exec::exec(process),
+        Err(err) => Failure {
+            code: exit::code_of(&err),
+            message: format!("{err:#}"),
+        },
+    };
+    channel.report(failure.code, &failure.message);
+    failure.code as isize
+}
+
+fn setup_child(
+    process: &Process,
+    layers: &mut [Box<dyn Layer>],
+    clone_flags: CloneFlags,
+) -> Result<()> {
+    for layer in layers.iter_mut() {
+        layer
+            .child(&mut Child {
+                process,
+                clone_flags,
+            })
+            .with_context(|| format!("setting up the {} layer inside the container", layer.name()))?;
+    }
+    if let Some(cwd) = &process.cwd {
+        nix::unistd::chdir(cwd).map_err(|errno| {
+            anyhow::anyhow!(
+                "cannot use {} as the working directory: {} (does it exist inside the container?)",
+                cwd.display(),
+                errno.desc()
+            )
+        })?;
+        explain::step(format_args!("chdir({cwd:?})"), "the working directory from -w");
+    }
+    close_inherited_fds()
+}
+
+/// Marks every fd above stderr close-on-exec. Whatever the runtime (or whoever started
+/// it) left open would otherwise leak into the container: a host directory fd is a way
+/// out of any root (runc's CVE-2024-21626 was exactly that).
+fn close_inherited_fds() -> Result<()> {
+    // SAFETY: close_range only changes flags of fds of this process.
+    let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    nix::errno::Errno::result(rc).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+    explain::step(
+        "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)",
+        "no fd of the host survives execve, except stdin, stdout and stderr",
+    );
+    Ok(())
+}
+
+/// The child gets a raw pointer because the closure given to `clone` cannot hold the
+/// parent's `&mut` while the parent keeps using the layers after `clone` returns.
+fn layers_ptr(layers: &mut [Box<dyn Layer>]) -> *mut [Box<dyn Layer>] {
+    layers
+}
+
+fn clone_error(errno: nix::Error, flags: CloneFlags) -> anyhow::Error {
+    let hint = match errno {
+        nix::Error::EPERM => {
+            "creating these namespaces needs privileges: run as root (sudo), or use a stage \
+             with a user namespace (stage03-userns) to run rootless"
+        }
+        nix::Error::EINVAL => "this kernel does not support one of these namespaces",
+        nix::Error::ENOSPC | nix::Error::EUSERS => {
+            "too many namespaces: see /proc/sys/user/max_*_namespaces"
+        }
+        _ => "see clone(2)",
+    };
+    anyhow::anyhow!(
+        "clone({}) failed: {}: {hint}",
+        explain::flags(&flags),
+        errno.desc()
+    )
+}
+
+/// Reports how the command ended, as an exit code.
+pub(crate) fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, signal, _) => Some(exit::killed_by(signal)),
+        _ => None,
+    }
+}
