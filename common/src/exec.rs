@@ -44,6 +44,10 @@ pub fn exec(process: &Process) -> Failure {
 
     let mut denied = None;
     for candidate in &candidates {
+        // A quick look first keeps --explain to the one execve that matters.
+        if !program.contains('/') && !candidate.exists() {
+            continue;
+        }
         let Ok(path) = CString::new(candidate.as_os_str().as_encoded_bytes()) else {
             continue;
         };

@@ -1,0 +1,59 @@
+//! Stage 1: a process that believes it is alone.
+//!
+//! The child is PID 1 of a new PID namespace and sees, through a fresh `/proc`, only
+//! its own descendants; it has its own hostname (UTS namespace) and its own System V
+//! IPC objects (IPC namespace). It still sees the host's files: that is stage 2.
+
+pub mod ipc;
+pub mod pid;
+pub mod uts;
+
+use anyhow::Result;
+use common::doctor::{self, Outcome, Report};
+use common::{Layer, Stage};
+
+/// Options of stage 1 (and of every later stage, which flattens them).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The container's hostname.
+    #[arg(long, value_name = "NAME", default_value = uts::DEFAULT_HOSTNAME)]
+    pub hostname: String,
+}
+
+/// Stage 1: PID, UTS and IPC namespaces.
+#[derive(Debug)]
+pub struct Stage01;
+
+impl Stage for Stage01 {
+    const NAME: &'static str = "stage01-pidns";
+    const ABOUT: &'static str =
+        "Stage 1: run a command as PID 1 of its own PID namespace, with its own /proc, hostname and IPC";
+    type Args = Args;
+
+    fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
+        Ok(vec![
+            Box::new(pid::PidNamespace),
+            Box::new(uts::UtsNamespace::new(&args.hostname)),
+            Box::new(ipc::IpcNamespace),
+        ])
+    }
+
+    fn doctor(report: &mut Report) {
+        let uid = nix::unistd::geteuid();
+        report.check(
+            "privileges",
+            if doctor::is_root() {
+                Outcome::Ok("running as root: may create namespaces".into())
+            } else {
+                Outcome::Fail(format!(
+                    "running as uid {uid}: stages 1 and 2 create namespaces without a user \
+                     namespace, which needs root: run with sudo, or use stage03-userns (rootless)"
+                ))
+            },
+        );
+        doctor::namespace(report, "pid", "PID 1 of its own");
+        doctor::namespace(report, "mnt", "a private mount table for /proc");
+        doctor::namespace(report, "uts", "its own hostname");
+        doctor::namespace(report, "ipc", "its own System V IPC");
+    }
+}
