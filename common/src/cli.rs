@@ -57,7 +57,11 @@ pub struct Run<S: Args> {
     #[command(flatten)]
     pub stage: S,
     /// The command to run and its arguments (default: an interactive /bin/sh).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 
@@ -98,7 +102,11 @@ where
         Err(err) => {
             let _ = err.print();
             // --help and --version are not errors; usage errors are the runtime's.
-            return ExitCode::from(if err.use_stderr() { RUNTIME_FAILED as u8 } else { 0 });
+            return ExitCode::from(if err.use_stderr() {
+                RUNTIME_FAILED as u8
+            } else {
+                0
+            });
         }
     };
     let cli = match <Cli<S::Args> as clap::FromArgMatches>::from_arg_matches(&matches) {

@@ -76,11 +76,26 @@ fn start_and_wait(
     let mut stack = vec![0u8; STACK_SIZE];
     let process_ref: &Process = process;
     let layers_raw = layers_ptr(layers);
-    let child_main = Box::new(|| child(process_ref, layers_raw, clone_flags, &child_end, &supervisor));
+    let child_main = Box::new(|| {
+        child(
+            process_ref,
+            layers_raw,
+            clone_flags,
+            &child_end,
+            &supervisor,
+        )
+    });
     // SAFETY: the child runs in its own copy of this single-threaded process (no
     // CLONE_VM) and leaves it only through execve or _exit.
-    let pid = unsafe { clone(child_main, &mut stack, clone_flags, Some(Signal::SIGCHLD as i32)) }
-        .map_err(|errno| clone_error(errno, clone_flags))?;
+    let pid = unsafe {
+        clone(
+            child_main,
+            &mut stack,
+            clone_flags,
+            Some(Signal::SIGCHLD as i32),
+        )
+    }
+    .map_err(|errno| clone_error(errno, clone_flags))?;
     *pid_slot = Some(pid);
     drop(child_end);
     explain::step(
@@ -92,9 +107,14 @@ fn start_and_wait(
         for layer in layers.iter_mut() {
             layer
                 .parent(&mut Parent { pid, clone_flags })
-                .with_context(|| format!("setting up the {} layer from the parent", layer.name()))?;
+                .with_context(|| {
+                    format!("setting up the {} layer from the parent", layer.name())
+                })?;
         }
-        explain::step("send(sync, \"go\")", "the parent's part is done; release the child");
+        explain::step(
+            "send(sync, \"go\")",
+            "the parent's part is done; release the child",
+        );
         parent_end.release()?;
         parent_end.wait_for_exec()
     })();
@@ -150,7 +170,9 @@ fn setup_child(
                 process,
                 clone_flags,
             })
-            .with_context(|| format!("setting up the {} layer inside the container", layer.name()))?;
+            .with_context(|| {
+                format!("setting up the {} layer inside the container", layer.name())
+            })?;
     }
     if let Some(cwd) = &process.cwd {
         nix::unistd::chdir(cwd).map_err(|errno| {
@@ -160,7 +182,10 @@ fn setup_child(
                 errno.desc()
             )
         })?;
-        explain::step(format_args!("chdir({cwd:?})"), "the working directory from -w");
+        explain::step(
+            format_args!("chdir({cwd:?})"),
+            "the working directory from -w",
+        );
     }
     close_inherited_fds()
 }

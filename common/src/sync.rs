@@ -43,8 +43,12 @@ pub fn channel() -> Result<(ParentEnd, ChildEnd)> {
 impl ParentEnd {
     /// Releases the waiting child.
     pub fn release(&self) -> Result<()> {
-        socket::send(self.0.as_fd().as_raw_fd_compat(), GO, MsgFlags::MSG_NOSIGNAL)
-            .context("telling the child to go on")?;
+        socket::send(
+            self.0.as_fd().as_raw_fd_compat(),
+            GO,
+            MsgFlags::MSG_NOSIGNAL,
+        )
+        .context("telling the child to go on")?;
         Ok(())
     }
 
@@ -52,7 +56,11 @@ impl ParentEnd {
     pub fn wait_for_exec(&self) -> Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         let n = loop {
-            match socket::recv(self.0.as_fd().as_raw_fd_compat(), &mut buf, MsgFlags::empty()) {
+            match socket::recv(
+                self.0.as_fd().as_raw_fd_compat(),
+                &mut buf,
+                MsgFlags::empty(),
+            ) {
                 Err(nix::Error::EINTR) => continue,
                 other => break other.context("reading the child's report")?,
             }
@@ -75,7 +83,11 @@ impl ChildEnd {
     pub fn wait_for_go(&self) -> bool {
         let mut buf = [0u8; 8];
         loop {
-            match socket::recv(self.0.as_fd().as_raw_fd_compat(), &mut buf, MsgFlags::empty()) {
+            match socket::recv(
+                self.0.as_fd().as_raw_fd_compat(),
+                &mut buf,
+                MsgFlags::empty(),
+            ) {
                 Err(nix::Error::EINTR) => continue,
                 Ok(n) => return &buf[..n] == GO,
                 Err(_) => return false,

@@ -14,6 +14,8 @@ use common::{Layer, Stage};
 
 /// Options of stage 1 (and of every later stage, which flattens them).
 #[derive(Debug, clap::Args)]
+#[group(id = "stage01")]
+#[command(next_help_heading = "Stage 1: PID, UTS and IPC namespaces")]
 pub struct Args {
     /// The container's hostname.
     #[arg(long, value_name = "NAME", default_value = uts::DEFAULT_HOSTNAME)]
@@ -26,8 +28,7 @@ pub struct Stage01;
 
 impl Stage for Stage01 {
     const NAME: &'static str = "stage01-pidns";
-    const ABOUT: &'static str =
-        "Stage 1: run a command as PID 1 of its own PID namespace, with its own /proc, hostname and IPC";
+    const ABOUT: &'static str = "Stage 1: run a command as PID 1 of its own PID namespace, with its own /proc, hostname and IPC";
     type Args = Args;
 
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {

@@ -62,7 +62,10 @@ pub fn mount_proc() -> Result<()> {
     mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>)
         .context("mounting a fresh /proc (mount(\"proc\", \"/proc\", \"proc\"))")?;
     explain::step(
-        format_args!("mount(\"proc\", \"/proc\", \"proc\", {})", explain::flags(&flags)),
+        format_args!(
+            "mount(\"proc\", \"/proc\", \"proc\", {})",
+            explain::flags(&flags)
+        ),
         "a fresh /proc shows only the processes of our PID namespace",
     );
     Ok(())

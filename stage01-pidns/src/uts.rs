@@ -43,8 +43,7 @@ impl Layer for UtsNamespace {
     }
 
     fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
-        sethostname(&self.hostname)
-            .with_context(|| format!("sethostname({:?})", self.hostname))?;
+        sethostname(&self.hostname).with_context(|| format!("sethostname({:?})", self.hostname))?;
         explain::step(
             format_args!("sethostname({:?})", self.hostname),
             "changes the hostname of our UTS namespace only; the host keeps its own",
@@ -59,9 +58,7 @@ fn validate(hostname: &str) -> Result<()> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if hostname.is_empty() || hostname.len() > 64 || !valid_chars {
-        bail!(
-            "--hostname {hostname:?}: a hostname is 1 to 64 letters, digits, '-' or '.'"
-        );
+        bail!("--hostname {hostname:?}: a hostname is 1 to 64 letters, digits, '-' or '.'");
     }
     Ok(())
 }
