@@ -1,0 +1,219 @@
+//! What rootless containers need from the machine, checked one by one, each with
+//! the fix.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::doctor::{self, Outcome, Report};
+use nix::sched::CloneFlags;
+
+use crate::subid::{self, FULL_RANGE, SubRange};
+
+/// Every check of stage 3.
+pub fn check(report: &mut Report) {
+    kernel_switches(report);
+    report.check("creating a user namespace", try_user_namespace());
+    for ns in ["user", "pid", "mnt", "uts", "ipc"] {
+        doctor::namespace(report, ns, "created inside the user namespace");
+    }
+    for helper in ["newuidmap", "newgidmap"] {
+        report.check(helper, helper_outcome(helper));
+    }
+    let facts = crate::facts();
+    for (file, own) in [
+        (subid::SUBUID, &facts.subuids),
+        (subid::SUBGID, &facts.subgids),
+    ] {
+        report.check(
+            file,
+            ranges_outcome(file, &facts.user, own, &subid::read(file)),
+        );
+    }
+}
+
+/// The sysctls that turn unprivileged user namespaces off, where the kernel has them.
+fn kernel_switches(report: &mut Report) {
+    let read = |path: &str| fs::read_to_string(path).ok().map(|v| v.trim().to_owned());
+    let max = read("/proc/sys/user/max_user_namespaces");
+    report.check(
+        "user.max_user_namespaces",
+        match max.as_deref() {
+            Some("0") => Outcome::Fail(
+                "0: user namespaces are disabled; sudo sysctl -w user.max_user_namespaces=15000"
+                    .into(),
+            ),
+            Some(n) => Outcome::Ok(n.to_owned()),
+            None => {
+                Outcome::Fail("missing: this kernel has no user namespaces (CONFIG_USER_NS)".into())
+            }
+        },
+    );
+    // Debian and older Ubuntu kernels have their own switch.
+    if let Some(value) = read("/proc/sys/kernel/unprivileged_userns_clone") {
+        report.check(
+            "kernel.unprivileged_userns_clone",
+            if value == "1" {
+                Outcome::Ok("1".into())
+            } else {
+                Outcome::Fail(format!(
+                    "{value}: sudo sysctl -w kernel.unprivileged_userns_clone=1"
+                ))
+            },
+        );
+    }
+    // Ubuntu 23.10+ lets AppArmor forbid them to unconfined programs.
+    if let Some(value) = read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") {
+        report.check(
+            "kernel.apparmor_restrict_unprivileged_userns",
+            if value == "0" {
+                Outcome::Ok("0".into())
+            } else {
+                Outcome::Fail(format!(
+                    "{value}: AppArmor forbids unprivileged user namespaces; allow this binary with an \
+                     AppArmor profile (`userns,`), or sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+                ))
+            },
+        );
+    }
+}
+
+/// Actually clones a child into a new user namespace: the only proof that counts.
+fn try_user_namespace() -> Outcome {
+    let mut stack = vec![0u8; 64 * 1024];
+    // SAFETY: the child only returns a number; it touches nothing of ours.
+    let cloned = unsafe {
+        nix::sched::clone(
+            Box::new(|| 0),
+            &mut stack,
+            CloneFlags::CLONE_NEWUSER,
+            Some(libc::SIGCHLD),
+        )
+    };
+    match cloned {
+        Ok(pid) => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Outcome::Ok("clone(CLONE_NEWUSER) works for this user".into())
+        }
+        Err(errno) => Outcome::Fail(format!(
+            "clone(CLONE_NEWUSER): {}: see the sysctls above (or a seccomp filter of your sandbox)",
+            errno.desc()
+        )),
+    }
+}
+
+/// newuidmap must be setuid root (or carry file capabilities) to write maps for us.
+fn helper_outcome(helper: &str) -> Outcome {
+    let Some(path) = crate::which(helper) else {
+        return Outcome::Warn(
+            "not on PATH: only root is mapped (0 -> your uid); install it: sudo apt-get install uidmap".into(),
+        );
+    };
+    let setuid = fs::metadata(&path)
+        .map(|m| m.permissions().mode() & 0o4000 != 0)
+        .unwrap_or(false);
+    if setuid || has_file_caps(&path) {
+        Outcome::Ok(format!(
+            "{} ({})",
+            path.display(),
+            if setuid {
+                "setuid root"
+            } else {
+                "file capabilities"
+            }
+        ))
+    } else {
+        Outcome::Fail(format!(
+            "{} is neither setuid nor has file capabilities, so it cannot write maps: \
+             sudo chmod u+s {} (or sudo setcap cap_setuid+ep {})",
+            path.display(),
+            path.display(),
+            path.display()
+        ))
+    }
+}
+
+fn has_file_caps(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a size query (NULL buffer) of an extended attribute by a valid C string.
+    let size = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    size > 0
+}
+
+/// The user's ranges: present, large enough, not shared with anyone else.
+pub fn ranges_outcome(file: &str, user: &str, own: &[SubRange], all: &[SubRange]) -> Outcome {
+    let fix =
+        format!("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}");
+    if own.is_empty() {
+        return Outcome::Warn(format!(
+            "no range for {user}: only root is mapped; for users 1-65535: {fix}"
+        ));
+    }
+    let total: u64 = own.iter().map(|r| u64::from(r.count)).sum();
+    for mine in own {
+        let clash = all.iter().find(|other| {
+            other.owner != mine.owner
+                && u64::from(mine.start) < u64::from(other.start) + u64::from(other.count)
+                && u64::from(other.start) < u64::from(mine.start) + u64::from(mine.count)
+        });
+        if let Some(other) = clash {
+            return Outcome::Fail(format!(
+                "{user}'s range {}:{} overlaps {}'s {}:{}: two users would share host ids; give each its own range in {file}",
+                mine.start, mine.count, other.owner, other.start, other.count
+            ));
+        }
+    }
+    if total < u64::from(FULL_RANGE) {
+        return Outcome::Warn(format!(
+            "{user} has {total} subordinate ids; images expect ids up to 65535 (nobody): give {FULL_RANGE}"
+        ));
+    }
+    let shown: Vec<String> = own
+        .iter()
+        .map(|r| format!("{}:{}", r.start, r.count))
+        .collect();
+    Outcome::Ok(format!("{user} has {}", shown.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subid::parse;
+
+    #[test]
+    fn ranges_are_judged() {
+        let all = parse("alice:100000:65536\nbob:150000:65536\ncarol:300000:1000\n");
+        let of = |name: &str| {
+            all.iter()
+                .filter(|r| r.owner == name)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert!(matches!(
+            ranges_outcome("f", "alice", &of("alice"), &all),
+            Outcome::Fail(_)
+        ));
+        assert!(matches!(
+            ranges_outcome("f", "carol", &of("carol"), &all),
+            Outcome::Warn(_)
+        ));
+        assert!(matches!(
+            ranges_outcome("f", "dave", &of("dave"), &all),
+            Outcome::Warn(_)
+        ));
+        let fine = parse("alice:100000:65536\n");
+        assert!(matches!(
+            ranges_outcome("f", "alice", &fine, &fine),
+            Outcome::Ok(_)
+        ));
+    }
+}

@@ -1,0 +1,90 @@
+//! The layer of stage 3: a user namespace that owns every other namespace.
+//!
+//! All namespaces are created by the one `clone`, and when CLONE_NEWUSER is among the
+//! flags the kernel creates the user namespace first and makes it the owner of the
+//! others. That ownership is what lets an ordinary user do the rest: creating a PID or
+//! mount namespace, mounting /proc or a tmpfs, pivot_root, sethostname, all need
+//! CAP_SYS_ADMIN *in the user namespace that owns the namespace*, and the child has
+//! every capability in its own.
+//!
+//! So this layer comes first in the list: its `parent` phase writes the id maps before
+//! any other layer's, and its `child` phase takes the identity of container root before
+//! the others start mounting.
+
+use anyhow::{Context, Result};
+use common::{Child, Layer, Parent, Prepare, explain};
+use nix::sched::CloneFlags;
+use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+
+use crate::plan::{Plan, Writer};
+use crate::write;
+
+/// User namespace with the maps of a [`Plan`].
+#[derive(Debug)]
+pub struct UserNamespace {
+    plan: Plan,
+}
+
+impl UserNamespace {
+    /// A user namespace whose maps follow `plan`.
+    pub fn new(plan: Plan) -> Self {
+        Self { plan }
+    }
+}
+
+impl Layer for UserNamespace {
+    fn name(&self) -> &'static str {
+        "user"
+    }
+
+    fn clone_flags(&self) -> CloneFlags {
+        CloneFlags::CLONE_NEWUSER
+    }
+
+    fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
+        if let Some(notice) = &self.plan.notice {
+            eprintln!("stage03-userns: notice: {notice}");
+        }
+        Ok(())
+    }
+
+    fn parent(&mut self, cx: &mut Parent) -> Result<()> {
+        let Plan {
+            uid, gid, writer, ..
+        } = &self.plan;
+        match writer {
+            Writer::Direct { deny_setgroups } => {
+                write::write_directly(cx.pid, uid, gid, *deny_setgroups)
+            }
+            Writer::Helpers {
+                newuidmap,
+                newgidmap,
+            } => write::write_with_helpers(cx.pid, uid, gid, newuidmap, newgidmap),
+        }
+    }
+
+    fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
+        // The maps are written: become container root for real, with real, effective and
+        // saved ids all 0, whatever host id we were (with --uidmap our own id may not
+        // even be mapped).
+        let root_gid = Gid::from_raw(0);
+        setresgid(root_gid, root_gid, root_gid).context("setresgid(0, 0, 0): is gid 0 mapped?")?;
+        if self.plan.writer
+            != (Writer::Direct {
+                deny_setgroups: true,
+            })
+        {
+            // The user's host groups would show up as 65534 (nogroup) inside; a
+            // container starts with none, as under runc.
+            setgroups(&[]).context("setgroups([])")?;
+            explain::step("setgroups([])", "drop the host's supplementary groups");
+        }
+        let root_uid = Uid::from_raw(0);
+        setresuid(root_uid, root_uid, root_uid).context("setresuid(0, 0, 0): is uid 0 mapped?")?;
+        explain::step(
+            "setresgid(0, 0, 0); setresuid(0, 0, 0)",
+            "we are root in our user namespace, and an ordinary user outside it",
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! Writing the maps, from the parent, while the child waits.
+//!
+//! The child cannot do it: until a map exists it has no identity in its own namespace,
+//! and the kernel only accepts a map from a process that holds the ids it names in the
+//! *parent* namespace. So the parent writes them (or has the setuid helpers write them)
+//! between `clone` and releasing the child. That is the handshake of the runner.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use common::explain;
+use nix::unistd::Pid;
+
+use crate::idmap::IdMap;
+
+/// Writes `uid` and `gid` into /proc/PID/{uid,gid}_map itself.
+///
+/// An unprivileged process may write a gid_map only after "deny" is in
+/// /proc/PID/setgroups: otherwise container root could call setgroups(2) to *drop* a
+/// group the user was put in to be kept out of files (`chmod 705` for "everyone but
+/// that group").
+pub fn write_directly(pid: Pid, uid: &IdMap, gid: &IdMap, deny_setgroups: bool) -> Result<()> {
+    // ANCHOR: write_maps
+    // EXERCISE: write "deny" to /proc/PID/setgroups (when deny_setgroups), then the uid map to /proc/PID/uid_map and the gid map to /proc/PID/gid_map, each with write_proc
+    let proc = Path::new("/proc").join(pid.as_raw().to_string());
+    if deny_setgroups {
+        write_proc(
+            &proc.join("setgroups"),
+            "deny",
+            "an unprivileged gid_map needs setgroups denied first",
+        )?;
+    }
+    write_proc(
+        &proc.join("uid_map"),
+        &uid.to_proc_text(),
+        "which host uids the container's uids stand for",
+    )?;
+    write_proc(
+        &proc.join("gid_map"),
+        &gid.to_proc_text(),
+        "which host gids the container's gids stand for",
+    )
+    // ANCHOR_END: write_maps
+}
+
+/// One write, in one `write(2)` call: the kernel takes a map whole or not at all.
+fn write_proc(path: &Path, text: &str, why: &str) -> Result<()> {
+    fs::write(path, text).with_context(|| format!("write {} {:?}", path.display(), text))?;
+    explain::step(
+        format_args!("write {} {:?}", path.display(), text.trim_end()),
+        why,
+    );
+    Ok(())
+}
+
+/// Has the setuid helpers write the maps: they check /etc/subuid and /etc/subgid, so
+/// that a user maps only the ids the administrator gave them.
+pub fn write_with_helpers(
+    pid: Pid,
+    uid: &IdMap,
+    gid: &IdMap,
+    newuidmap: &Path,
+    newgidmap: &Path,
+) -> Result<()> {
+    // ANCHOR: call_newuidmap
+    // EXERCISE: run newuidmap PID <uid map as arguments> and newgidmap PID <gid map as arguments> with run_helper (IdMap::to_args gives the arguments)
+    run_helper(newuidmap, pid, uid)?;
+    run_helper(newgidmap, pid, gid)
+    // ANCHOR_END: call_newuidmap
+}
+
+/// Runs `helper PID CTR HOST COUNT...` and turns its failure into a clear error.
+fn run_helper(helper: &Path, pid: Pid, map: &IdMap) -> Result<()> {
+    let mut command = Command::new(helper);
+    command.arg(pid.as_raw().to_string()).args(map.to_args());
+    let shown = format!("{} {} {}", helper.display(), pid, map.to_args().join(" "));
+    let output = command
+        .output()
+        .with_context(|| format!("running {shown}"))?;
+    if !output.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    explain::step(
+        &shown,
+        "the setuid helper checks /etc/subuid (or subgid) and writes the map for us",
+    );
+    Ok(())
+}
