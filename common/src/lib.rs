@@ -16,6 +16,7 @@ pub mod layer;
 pub mod runner;
 pub mod signals;
 pub mod sync;
+pub mod terminal;
 
 pub use cli::Stage;
 pub use layer::{Child, Cleanup, Layer, Parent, Prepare, Process};

@@ -26,6 +26,7 @@ use crate::explain;
 use crate::layer::{Child, Cleanup, Layer, Parent, Prepare, Process};
 use crate::signals::Supervisor;
 use crate::sync::{self, ChildEnd};
+use crate::terminal;
 
 /// The child's stack. `clone` without `CLONE_VM` copies the parent's memory like
 /// `fork`, so the stack only has to hold the setup code until `execve` replaces it.
@@ -71,6 +72,7 @@ fn start_and_wait(
     // its wait loop and forwards them, so that it can never die halfway and skip
     // the cleanup.
     let supervisor = Supervisor::block()?;
+    let interactive = terminal::in_foreground();
     let (parent_end, child_end) = sync::channel()?;
 
     let mut stack = vec![0u8; STACK_SIZE];
@@ -83,6 +85,7 @@ fn start_and_wait(
             clone_flags,
             &child_end,
             &supervisor,
+            interactive,
         )
     });
     // SAFETY: the child runs in its own copy of this single-threaded process (no
@@ -125,7 +128,11 @@ fn start_and_wait(
         let _ = waitpid(pid, None);
         return Err(err);
     }
-    supervisor.forward_until_exit(pid)
+    let code = supervisor.forward_until_exit(pid);
+    if interactive {
+        terminal::take_back();
+    }
+    code
 }
 
 /// The child's whole life: wait for the parent, run every layer, exec.
@@ -135,8 +142,12 @@ fn child(
     clone_flags: CloneFlags,
     channel: &ChildEnd,
     supervisor: &Supervisor,
+    interactive: bool,
 ) -> isize {
     explain::mark_child();
+    if interactive {
+        terminal::give_to_child();
+    }
     // The signal mask survives execve: give the command the mask we started with.
     supervisor.restore_in_child();
     // If the runtime dies (even by SIGKILL), the half-made container dies with it.
