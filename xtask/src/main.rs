@@ -1,1 +1,87 @@
-fn main(){}
+//! keel's own tasks, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
+//!
+//! Plain Rust instead of shell scripts or a Makefile: it runs wherever cargo does,
+//! and what CI runs is `cargo xtask test`, the same command a developer types.
+
+mod bench;
+mod book;
+mod check;
+mod ci;
+mod cmd;
+mod copy;
+mod exercises;
+mod grade;
+mod graders;
+mod libtest;
+mod rootfs;
+mod setup;
+mod workspace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "keel's own tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run every check CI runs: setup, fmt, clippy, tests, exercises, book.
+    Test,
+    /// Write a student copy of the workspace (exercises stripped) into DIR, or with
+    /// --check prove that the graders catch every stripped exercise.
+    Exercises {
+        /// An empty or new directory outside the workspace.
+        #[arg(required_unless_present = "check", conflicts_with = "check")]
+        dir: Option<PathBuf>,
+        /// Check each exercise: graders pass on the reference, fail without it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run the graders and print a scoreboard (exit code 1 unless all is done).
+    Grade {
+        /// One stage, e.g. stage01 (default: every stage).
+        stage: Option<String>,
+    },
+    /// Check the book's includes and build it with mdBook.
+    Book,
+    /// Time starting a container against unshare and bwrap.
+    Bench {
+        /// Measured runs of each command.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
+}
+
+fn run(task: Task) -> Result<ExitCode> {
+    match task {
+        Task::Test => return Ok(ci::run()),
+        Task::Exercises { check: true, .. } => {
+            if !check::run()? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Task::Exercises { dir, .. } => copy::student(&dir.expect("clap requires DIR"))?,
+        Task::Grade { stage } => return grade::run(stage.as_deref()),
+        Task::Book => book::run()?,
+        Task::Bench { runs } => bench::run(runs)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    run(Cli::parse().task).unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,343 @@
+//! `cargo xtask bench`: how long starting a container takes, next to the tools people
+//! know.
+//!
+//! Each command runs `/bin/true`, so what is measured is the runtime's own cost. The
+//! commands take turns (A B C A B C ...) so that a slow moment of the machine hits
+//! them all alike, after a few warm-up rounds that fill the page cache. This is a
+//! measurement to read, never a test that fails on a number.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use nix::sys::resource::{UsageWho, getrusage};
+
+use crate::cmd;
+use crate::rootfs;
+use crate::workspace;
+
+/// Rounds run and thrown away before measuring.
+const WARM_UP: usize = 3;
+
+/// Who runs a command: root, or the ordinary user made for the rootless comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum As {
+    Root,
+    User,
+}
+
+/// One command of the comparison.
+#[derive(Debug)]
+struct Contender {
+    name: &'static str,
+    /// The command line, split at spaces; `{rootfs}` is the busybox rootfs and
+    /// `{release}` the directory of the workspace's release binaries.
+    line: &'static str,
+    /// The workspace package to build in release mode first, if any.
+    package: Option<&'static str>,
+    runs_as: As,
+}
+
+/// The name of the unprivileged user the rootless group runs as; it is created for
+/// the benchmark (with subordinate ids, as `useradd` gives them) and removed after.
+const BENCH_USER: &str = "keel-bench";
+
+/// What is compared, in two groups: as root, and rootless as the same ordinary user.
+/// Each group has its own baseline, the `unshare` line. A later stage adds its own
+/// runtime and the tool to compare it with.
+const CONTENDERS: &[Contender] = &[
+    Contender {
+        name: "stage02-mountns",
+        line: "{release}/stage02-mountns run --rootfs {rootfs} -- /bin/true",
+        package: Some("stage02-mountns"),
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "unshare",
+        line: "unshare -fp --mount-proc true",
+        package: None,
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "bwrap",
+        line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
+        package: None,
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "stage03-userns",
+        line: "{release}/stage03-userns run --rootfs {rootfs} -- /bin/true",
+        package: Some("stage03-userns"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "unshare -Ur",
+        line: "unshare -Urfp --mount-proc true",
+        package: None,
+        runs_as: As::User,
+    },
+    Contender {
+        name: "bwrap (user)",
+        line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
+        package: None,
+        runs_as: As::User,
+    },
+];
+
+impl Contender {
+    /// The command, its placeholders filled in, run as `user` when it is rootless.
+    fn command(&self, release: &Path, rootfs: &Path, user: Option<(u32, u32)>) -> Command {
+        let mut argv = self.line.split_whitespace().map(|word| match word {
+            "{rootfs}" => OsString::from(rootfs),
+            _ => match word.strip_prefix("{release}/") {
+                Some(binary) => release.join(binary).into_os_string(),
+                None => OsString::from(word),
+            },
+        });
+        let mut command = Command::new(argv.next().expect("a command line is not empty"));
+        command.args(argv);
+        if let (As::User, Some((uid, gid))) = (self.runs_as, user) {
+            // Set in the child before exec: no extra program (su, setpriv) is timed.
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    /// Why it cannot run here, if it cannot.
+    fn unavailable(&self) -> Option<String> {
+        let program = self.line.split_whitespace().next().unwrap_or_default();
+        if self.package.is_none() && workspace::which(program).is_none() {
+            Some(format!("{program} is not installed"))
+        } else if !workspace::is_root() {
+            Some("needs root (root runs one group and makes the user of the other)".to_owned())
+        } else {
+            None
+        }
+    }
+}
+
+/// One run's cost: wall time, and CPU time of the whole process tree.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Runs the comparison, `runs` times each.
+pub fn run(runs: usize) -> Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let mut chosen = Vec::new();
+    for contender in CONTENDERS {
+        match contender.unavailable() {
+            Some(why) => println!("skipping {}: {why}", contender.name),
+            None => chosen.push(contender),
+        }
+    }
+    let packages: Vec<&str> = chosen.iter().filter_map(|c| c.package).collect();
+    if !packages.is_empty() {
+        let mut build = workspace::cargo();
+        build
+            .current_dir(workspace::root())
+            .args(["build", "--release"]);
+        for package in packages {
+            build.args(["--package", package]);
+        }
+        cmd::run(&mut build)?;
+    }
+    // Everything the ordinary user runs must be readable by it, wherever the
+    // workspace lives: copy the binaries and build the rootfs in a world-readable place.
+    let place = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
+    fs::set_permissions(place.path(), fs::Permissions::from_mode(0o755))?;
+    let rootfs = place.path().join("rootfs");
+    rootfs::busybox(&rootfs)?;
+    let release = place.path().join("bin");
+    fs::create_dir(&release)?;
+    for package in chosen.iter().filter_map(|c| c.package) {
+        fs::copy(
+            workspace::target_dir().join("release").join(package),
+            release.join(package),
+        )?;
+    }
+    let user = if chosen.iter().any(|c| c.runs_as == As::User) {
+        Some(BenchUser::create()?)
+    } else {
+        None
+    };
+    let ids = user.as_ref().map(|u| (u.uid, u.gid));
+    let mut commands: Vec<Command> = chosen
+        .iter()
+        .map(|c| c.command(&release, &rootfs, ids))
+        .collect();
+    for (contender, command) in chosen.iter().zip(&commands) {
+        println!("{:<16} {}", contender.name, cmd::describe(command));
+    }
+    let mut costs: Vec<Vec<Cost>> = vec![Vec::with_capacity(runs); chosen.len()];
+    for round in 0..WARM_UP + runs {
+        for (command, costs) in commands.iter_mut().zip(&mut costs) {
+            let cost = measure(command)?;
+            if round >= WARM_UP {
+                costs.push(cost);
+            }
+        }
+    }
+    for group in [As::Root, As::User] {
+        let (members, group_costs): (Vec<&Contender>, Vec<Vec<Cost>>) = chosen
+            .iter()
+            .zip(&costs)
+            .filter(|(c, _)| c.runs_as == group)
+            .map(|(c, costs)| (*c, costs.clone()))
+            .unzip();
+        if !members.is_empty() {
+            let who = match group {
+                As::Root => "as root".to_owned(),
+                As::User => format!("rootless, as the user {BENCH_USER}"),
+            };
+            report(&who, &members, &group_costs, runs);
+        }
+    }
+    Ok(())
+}
+
+/// The ordinary user of the rootless group, removed (with its subordinate ids) on drop.
+struct BenchUser {
+    uid: u32,
+    gid: u32,
+}
+
+impl BenchUser {
+    fn create() -> Result<Self> {
+        if nix::unistd::User::from_name(BENCH_USER)?.is_none() {
+            cmd::run(Command::new("useradd").args([
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                BENCH_USER,
+            ]))?;
+        }
+        let user = nix::unistd::User::from_name(BENCH_USER)?
+            .ok_or_else(|| anyhow::anyhow!("useradd did not create {BENCH_USER}"))?;
+        Ok(Self {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })
+    }
+}
+
+impl Drop for BenchUser {
+    fn drop(&mut self) {
+        // userdel also removes the user's lines of /etc/subuid and /etc/subgid.
+        let _ = cmd::quiet(Command::new("userdel").arg(BENCH_USER));
+    }
+}
+
+/// One run's wall and CPU time; fails with the command's stderr if it fails.
+fn measure(command: &mut Command) -> Result<Cost> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let before = children_cpu()?;
+    let start = Instant::now();
+    let out = command.output()?;
+    let wall = start.elapsed();
+    let cpu = children_cpu()?.saturating_sub(before);
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}):\n{}",
+            cmd::describe(command),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(Cost { wall, cpu })
+}
+
+/// User + system time of every child we waited for (and of the children they waited
+/// for): the runtime, its helpers and the container together.
+fn children_cpu() -> Result<Duration> {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    Ok(tv(usage.user_time()) + tv(usage.system_time()))
+}
+
+fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let sorted = |pick: fn(&Cost) -> Duration| -> Vec<Vec<Duration>> {
+        costs
+            .iter()
+            .map(|c| {
+                let mut v: Vec<Duration> = c.iter().map(pick).collect();
+                v.sort();
+                v
+            })
+            .collect()
+    };
+    let (walls, cpus) = (sorted(|c| c.wall), sorted(|c| c.cpu));
+    let baseline = chosen
+        .iter()
+        .position(|c| c.name.starts_with("unshare"))
+        .map(|i| (chosen[i].name, ms(percentile(&walls[i], 50.0))));
+    println!(
+        "\n{who}: {runs} runs each, taking turns, after {WARM_UP} warm-up rounds; times in ms"
+    );
+    println!(
+        "{:<16} {:>8} {:>8} {:>8} {:>9}  vs {}",
+        "command",
+        "median",
+        "p10",
+        "p90",
+        "cpu med",
+        baseline.map_or("-", |b| b.0)
+    );
+    for (i, contender) in chosen.iter().enumerate() {
+        let median = ms(percentile(&walls[i], 50.0));
+        let ratio = baseline.map_or("-".to_owned(), |(_, base)| format!("{:.2}x", median / base));
+        println!(
+            "{:<16} {median:>8.2} {:>8.2} {:>8.2} {:>9.2}  {ratio}",
+            contender.name,
+            ms(percentile(&walls[i], 10.0)),
+            ms(percentile(&walls[i], 90.0)),
+            ms(percentile(&cpus[i], 50.0)),
+        );
+    }
+}
+
+/// The `p`th percentile of sorted `values`, interpolating between neighbours.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return Duration::ZERO;
+    };
+    let position = p / 100.0 * last as f64;
+    let (low, high) = (position.floor() as usize, position.ceil() as usize);
+    let weight = position - low as f64;
+    sorted[low].mul_f64(1.0 - weight) + sorted[high].mul_f64(weight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|&v| Duration::from_millis(v)).collect()
+    }
+
+    #[test]
+    fn percentiles_interpolate() {
+        assert_eq!(percentile(&ms(&[1, 2, 3]), 50.0), Duration::from_millis(2));
+        assert_eq!(
+            percentile(&ms(&[1, 2, 3, 4]), 50.0),
+            Duration::from_micros(2500)
+        );
+        assert_eq!(percentile(&ms(&[10, 20]), 0.0), Duration::from_millis(10));
+        assert_eq!(percentile(&ms(&[10, 20]), 100.0), Duration::from_millis(20));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+}

@@ -1,0 +1,233 @@
+//! `cargo xtask exercises --check`: proves that every exercise is graded.
+//!
+//! For each exercise, the graders must pass on the reference and fail on a copy of the
+//! workspace where that one exercise is stripped. Otherwise a student could leave the
+//! `todo!()` in place and still be told they are done.
+//!
+//! The copies live in `target/exercise-check/<stage>-<name>/` and share one target
+//! directory, so dependencies compile once. Cargo names a workspace crate's artifacts
+//! after its path *relative to the workspace*, so every copy's `stage01-pidns` lands on
+//! the same files, and cargo decides whether to rebuild by comparing modification
+//! times. Each copy's files with exercises are therefore touched before it is built:
+//! otherwise cargo could reuse what it built from another copy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+
+use crate::copy;
+use crate::exercises::{self, Exercise};
+use crate::grade::Tally;
+use crate::graders::{self, Graders, Report};
+use crate::workspace;
+
+/// What became of one exercise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// Graders pass on the reference and fail without the solution.
+    Proven,
+    /// No grader test is in the exercise's module.
+    NoTests,
+    /// The reference itself fails these tests.
+    ReferenceFails(Vec<String>),
+    /// Every test skipped on this machine, so nothing is proven either way.
+    Unchecked,
+    /// The copy without the solution does not compile.
+    DoesNotCompile(String),
+    /// The graders still pass without the solution.
+    NotCaught,
+}
+
+impl Verdict {
+    fn is_ok(&self) -> bool {
+        match self {
+            Verdict::Proven => true,
+            // Root-only tests skip on a developer's machine; CI must run them.
+            Verdict::Unchecked => !workspace::is_ci(),
+            _ => false,
+        }
+    }
+
+    fn explain(&self, exercise: &Exercise) -> String {
+        match self {
+            Verdict::Proven => "proven".into(),
+            Verdict::NoTests => format!(
+                "no grader test: add tests to `mod {}` in tests/{}.rs",
+                exercise.name, exercise.stage
+            ),
+            Verdict::ReferenceFails(tests) => {
+                format!(
+                    "the reference fails {} (see `cargo xtask grade`)",
+                    tests.join(", ")
+                )
+            }
+            Verdict::Unchecked => "every test was skipped on this machine: not checked".into(),
+            Verdict::DoesNotCompile(_) => "the copy without the solution does not compile".into(),
+            Verdict::NotCaught => "the graders still pass without the solution".into(),
+        }
+    }
+}
+
+/// One row of the table.
+struct Row<'a> {
+    exercise: &'a Exercise,
+    tests: usize,
+    reference: &'static str,
+    stripped: &'static str,
+    verdict: Verdict,
+}
+
+/// Checks every exercise; `Ok(false)` if one is not proven.
+pub fn run() -> Result<bool> {
+    let exercises = exercises::find()?;
+    if exercises.is_empty() {
+        println!("no exercises in the workspace");
+        return Ok(true);
+    }
+    let mut by_stage: BTreeMap<&str, Vec<&Exercise>> = BTreeMap::new();
+    for exercise in &exercises {
+        by_stage.entry(&exercise.stage).or_default().push(exercise);
+    }
+    let base = workspace::target_dir().join("exercise-check");
+    let files: BTreeSet<&Path> = exercises.iter().map(|e| e.file.as_path()).collect();
+    let here = Graders::here();
+    let mut rows = Vec::new();
+    for (stage, ours) in by_stage {
+        println!("==> {stage}: the reference");
+        let report = reference(&here, stage)?;
+        for exercise in ours {
+            let (tests, reference, verdict) = judge_reference(report.as_ref(), &exercise.name);
+            let (stripped, verdict) = match verdict {
+                Some(verdict) => ("-", verdict),
+                None => {
+                    println!("==> {}: without its solution", exercise.id());
+                    let dir = base.join(format!("{stage}-{}", exercise.name));
+                    check_stripped(exercise, &dir, &base.join("target"), &files)?
+                }
+            };
+            rows.push(Row {
+                exercise,
+                tests,
+                reference,
+                stripped,
+                verdict,
+            });
+        }
+    }
+    print_table(&rows);
+    Ok(rows.iter().all(|row| row.verdict.is_ok()))
+}
+
+/// Judges an exercise by the reference: how many tests it has, how they did, and the
+/// verdict if there is no point in stripping it.
+fn judge_reference(report: Option<&Report>, name: &str) -> (usize, &'static str, Option<Verdict>) {
+    let tests = report.map(|r| r.of_exercise(name)).unwrap_or_default();
+    let failed = Report::failed(&tests);
+    let (reference, verdict) = if tests.is_empty() {
+        ("-", Some(Verdict::NoTests))
+    } else if !failed.is_empty() {
+        let failed = failed.into_iter().map(str::to_owned).collect();
+        ("FAIL", Some(Verdict::ReferenceFails(failed)))
+    } else if Tally::of(tests.iter().copied()).passed == 0 {
+        ("skipped", Some(Verdict::Unchecked))
+    } else {
+        ("pass", None)
+    };
+    (tests.len(), reference, verdict)
+}
+
+/// Runs a stage's graders on the workspace itself (`None` if there are none).
+fn reference(graders: &Graders, stage: &str) -> Result<Option<Report>> {
+    if !graders::exist(&graders.dir, stage) {
+        return Ok(None);
+    }
+    if let Err(messages) = graders.build(stage, true)? {
+        anyhow::bail!("the reference of {stage} does not compile:\n{messages}");
+    }
+    graders.run(stage, None, true).map(Some)
+}
+
+/// Strips `exercise` alone in a copy at `dir` and runs its graders there.
+fn check_stripped(
+    exercise: &Exercise,
+    dir: &Path,
+    target_dir: &Path,
+    files: &BTreeSet<&Path>,
+) -> Result<(&'static str, Verdict)> {
+    let id = exercise.id();
+    copy::sync(dir, |candidate| candidate == id)?;
+    for file in files {
+        let path = dir.join(file);
+        File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(SystemTime::now()))
+            .with_context(|| format!("touching {}", path.display()))?;
+    }
+    let graders = Graders {
+        dir: dir.to_path_buf(),
+        target_dir: Some(target_dir.to_path_buf()),
+        offline: true,
+        skip_log: target_dir.join("skips.log"),
+    };
+    if let Err(messages) = graders.build(&exercise.stage, true)? {
+        // Warnings about unused code are expected without a solution: keep the errors.
+        let errors: Vec<&str> = messages
+            .lines()
+            .skip_while(|l| !l.starts_with("error"))
+            .collect();
+        return Ok(("no build", Verdict::DoesNotCompile(errors.join("\n"))));
+    }
+    let report = graders.run(&exercise.stage, Some(&format!("{}::", exercise.name)), true)?;
+    let tally = Tally::of(report.of_exercise(&exercise.name));
+    Ok(match tally {
+        Tally { failed: 1.., .. } => ("fail", Verdict::Proven),
+        Tally { passed: 0, .. } => ("skipped", Verdict::Unchecked),
+        _ => ("PASS", Verdict::NotCaught),
+    })
+}
+
+fn print_table(rows: &[Row]) {
+    let width = rows
+        .iter()
+        .map(|r| r.exercise.id().len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    println!();
+    println!("{:<width$}  tests  reference  stripped", "exercise");
+    for row in rows {
+        let mark = match row.verdict {
+            Verdict::Proven => '✓',
+            _ if row.verdict.is_ok() => '?',
+            _ => '✗',
+        };
+        let note = match &row.verdict {
+            Verdict::Proven => String::new(),
+            verdict => format!("  {}", verdict.explain(row.exercise)),
+        };
+        println!(
+            "{:<width$}  {:>5}  {:<9}  {:<8}  {mark}{note}",
+            row.exercise.id(),
+            row.tests,
+            row.reference,
+            row.stripped
+        );
+    }
+    for row in rows {
+        if let Verdict::DoesNotCompile(messages) = &row.verdict {
+            println!(
+                "\n{} without its solution does not compile:\n{messages}",
+                row.exercise.id()
+            );
+        }
+    }
+    let proven = rows.iter().filter(|r| r.verdict == Verdict::Proven).count();
+    println!("\n{proven}/{} exercises proven", rows.len());
+    if rows.iter().any(|r| r.verdict == Verdict::Unchecked) && !workspace::is_ci() {
+        println!("(exercises whose tests all skipped are not counted as failures outside CI)");
+    }
+}

@@ -1,0 +1,120 @@
+//! `cargo xtask test`: every check, in the order CI runs them, stopping at the first
+//! that fails.
+
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::libtest::{self, Counts, SKIP_LOG_VAR};
+use crate::{book, check, cmd, setup, workspace};
+
+/// A step: its name, and what it does.
+type Step = (&'static str, fn() -> Result<()>);
+
+/// The steps, in order.
+const STEPS: &[Step] = &[
+    ("machine setup (Debian packages, mdbook)", setup::run),
+    ("cargo fmt --all --check", fmt),
+    (
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        clippy,
+    ),
+    ("cargo test --workspace", tests),
+    ("exercises --check", exercises),
+    ("book", book::run),
+];
+
+pub fn run() -> ExitCode {
+    let mut done: Vec<(&str, Duration, bool)> = Vec::new();
+    for (i, (name, step)) in STEPS.iter().enumerate() {
+        println!("\n==> [{}/{}] {name}", i + 1, STEPS.len());
+        let start = Instant::now();
+        let result = step();
+        let ok = result.is_ok();
+        if let Err(e) = result {
+            eprintln!("error: {e:#}");
+        }
+        done.push((name, start.elapsed(), ok));
+        if !ok {
+            break;
+        }
+    }
+    println!("\n==> summary");
+    for (name, took, ok) in &done {
+        let verdict = if *ok { "ok" } else { "FAILED" };
+        println!("  {verdict:<6} {:>7.1}s  {name}", took.as_secs_f64());
+    }
+    for (name, _) in &STEPS[done.len()..] {
+        println!("  {:<6} {:>8}  {name}", "-", "not run");
+    }
+    if done.iter().all(|(_, _, ok)| *ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    cmd::run(workspace::cargo().current_dir(workspace::root()).args(args))
+}
+
+fn fmt() -> Result<()> {
+    cargo(&["fmt", "--all", "--check"])
+}
+
+fn clippy() -> Result<()> {
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])
+}
+
+/// Every test of the workspace, then one line counting them: `N passed, N failed,
+/// N skipped`. A skipped test ends as "ok" for libtest, so it is taken out of the
+/// passed ones. `#[ignore]`d tests are counted on a line of their own.
+fn tests() -> Result<()> {
+    let log = workspace::skip_log();
+    libtest::reset_skip_log(&log)?;
+    let mut counts = Counts::default();
+    let mut cargo = workspace::cargo();
+    cargo
+        .current_dir(workspace::root())
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env(SKIP_LOG_VAR, &log)
+        .stdin(Stdio::null());
+    let status = cmd::stream(&mut cargo, |line| {
+        if let Some(more) = libtest::parse_result_line(line) {
+            counts.add(more);
+        }
+    })?;
+    let skips = libtest::read_skip_log(&log);
+    println!();
+    for skip in &skips {
+        println!("skipped: {} {}: {}", skip.binary, skip.test, skip.reason);
+    }
+    if counts.ignored > 0 {
+        println!("{} ignored", counts.ignored);
+    }
+    let passed = counts.passed.saturating_sub(skips.len());
+    println!(
+        "{passed} passed, {} failed, {} skipped",
+        counts.failed,
+        skips.len()
+    );
+    if !status.success() {
+        bail!("`cargo test --workspace` failed ({status})");
+    }
+    Ok(())
+}
+
+fn exercises() -> Result<()> {
+    if !check::run()? {
+        bail!("some exercises are not proven to be graded");
+    }
+    Ok(())
+}

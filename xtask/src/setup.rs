@@ -1,0 +1,89 @@
+//! The tools the tests need from the machine: Debian packages and mdBook.
+//!
+//! As root (CI, the developers' VMs) missing ones are installed; otherwise we only say
+//! what is missing, and the tests that need it skip.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::cmd;
+use crate::workspace;
+
+/// Debian packages the tests and benchmarks use. Later stages add theirs here.
+pub const PACKAGES: &[&str] = &[
+    "busybox-static", // the rootfs of the tests: one static binary, every command
+    "uidmap",         // newuidmap/newgidmap, for rootless id maps
+    "bubblewrap",     // a reference sandbox for the benchmarks
+];
+
+/// The mdBook the book is written for.
+pub const MDBOOK_VERSION: &str = "0.5.4";
+
+/// Whether dpkg reports `package` as installed.
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.ends_with(b" installed"))
+}
+
+/// The packages of [`PACKAGES`] that are not installed.
+pub fn missing_packages() -> Vec<&'static str> {
+    PACKAGES.iter().copied().filter(|p| !installed(p)).collect()
+}
+
+/// The `mdbook` to run: on `PATH`, or where `cargo install` puts it.
+pub fn mdbook() -> Option<PathBuf> {
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    workspace::which("mdbook").or_else(|| {
+        let installed = cargo_home?.join("bin").join("mdbook");
+        installed.is_file().then_some(installed)
+    })
+}
+
+/// Installs what is missing when we are root, and says what is missing otherwise.
+pub fn run() -> Result<()> {
+    let missing = missing_packages();
+    let root = workspace::is_root();
+    if missing.is_empty() {
+        println!("Debian packages present: {}", PACKAGES.join(" "));
+    } else if root {
+        cmd::run(
+            Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        cmd::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    } else {
+        println!(
+            "missing Debian packages (tests that need them will skip): {}\n  \
+             install them with: sudo apt-get install {}",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    match mdbook() {
+        Some(path) => println!("mdbook: {}", path.display()),
+        None if root => cmd::run(workspace::cargo().args([
+            "install",
+            "mdbook",
+            "--locked",
+            "--version",
+            MDBOOK_VERSION,
+        ]))?,
+        None => {
+            println!("mdbook is missing: cargo install mdbook --locked --version {MDBOOK_VERSION}")
+        }
+    }
+    Ok(())
+}

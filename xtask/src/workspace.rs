@@ -1,0 +1,151 @@
+//! Where things are: the workspace root, its target directory, its stage crates and
+//! the files git tracks.
+
+use std::env;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root: xtask lives one level below it.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+}
+
+/// The target directory cargo builds into (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+/// The file the graders log skipped tests to when run from here.
+pub fn skip_log() -> PathBuf {
+    target_dir().join("xtask").join("skips.log")
+}
+
+/// The `cargo` that runs us, so nested builds use the same toolchain.
+pub fn cargo() -> Command {
+    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// True when we run with root's privileges (effective uid 0).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// True under a CI service, which sets `CI=true`.
+pub fn is_ci() -> bool {
+    env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `program` found in a directory of `PATH`, if any.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The stage a path belongs to, e.g. `stage01` for `stage01-pidns/src/pid.rs`.
+///
+/// A stage crate is a directory at the root named `stageNN-something`; its id is the
+/// first seven characters.
+pub fn stage_of(rel: &Path) -> Option<&str> {
+    let Some(Component::Normal(first)) = rel.components().next() else {
+        return None;
+    };
+    let name = first.to_str()?;
+    let digits = name.get(5..7)?;
+    let is_stage = name.starts_with("stage")
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && name[7..].starts_with('-');
+    is_stage.then_some(&name[..7])
+}
+
+/// The stage of a Rust source file of a stage crate (`stageNN-x/src/**.rs`): the files
+/// that may hold exercises.
+pub fn stage_source(rel: &Path) -> Option<&str> {
+    let stage = stage_of(rel)?;
+    let in_src = rel.components().nth(1) == Some(Component::Normal("src".as_ref()));
+    let is_rust = rel.extension().is_some_and(|ext| ext == "rs");
+    (in_src && is_rust).then_some(stage)
+}
+
+/// The stages that have a crate, sorted: `stage01`, `stage02`, ...
+pub fn stages() -> Result<Vec<String>> {
+    let mut stages: Vec<String> = std::fs::read_dir(root())?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| stage_of(Path::new(&entry.file_name())).map(str::to_owned))
+        .collect();
+    stages.sort();
+    stages.dedup();
+    Ok(stages)
+}
+
+/// Every file git tracks or would track (untracked but not ignored), relative to the
+/// root: what a copy of the workspace is made of.
+pub fn tracked_files() -> Result<Vec<PathBuf>> {
+    let out = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root())
+        .output()
+        .context("running git ls-files")?;
+    if !out.status.success() {
+        bail!(
+            "git ls-files failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut files: Vec<PathBuf> = out
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| PathBuf::from(OsStr::from_bytes(name)))
+        // A file deleted but not yet staged is still listed: it is not part of the copy.
+        .filter(|rel| root().join(rel).symlink_metadata().is_ok())
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_of_reads_the_crate_directory() {
+        assert_eq!(
+            stage_of(Path::new("stage01-pidns/src/pid.rs")),
+            Some("stage01")
+        );
+        assert_eq!(stage_of(Path::new("stage12-x")), Some("stage12"));
+        assert_eq!(stage_of(Path::new("stage1-x/src/a.rs")), None);
+        assert_eq!(stage_of(Path::new("stageAB-x")), None);
+        assert_eq!(stage_of(Path::new("stage01")), None);
+        assert_eq!(stage_of(Path::new("common/src/lib.rs")), None);
+    }
+
+    #[test]
+    fn stage_source_is_rust_under_src() {
+        assert_eq!(
+            stage_source(Path::new("stage01-pidns/src/a/b.rs")),
+            Some("stage01")
+        );
+        assert_eq!(stage_source(Path::new("stage01-pidns/Cargo.toml")), None);
+        assert_eq!(stage_source(Path::new("stage01-pidns/benches/a.rs")), None);
+    }
+}
