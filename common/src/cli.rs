@@ -57,11 +57,9 @@ pub struct Run<S: Args> {
     #[command(flatten)]
     pub stage: S,
     /// The command to run and its arguments (default: an interactive /bin/sh).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// Options before the command belong to the runtime (an unknown one is an error,
+    /// 125); everything from the command's name on belongs to the command.
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

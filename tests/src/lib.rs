@@ -1,1 +1,32 @@
+//! The graders' harness: what every stage's graders share.
+//!
+//! The graders (`tests/stageNN.rs`) check properties a student can *see*: `echo $$`
+//! prints 1, `ls /dev` shows the usual devices, a host file outside the rootfs cannot
+//! be read. This library gives them the pieces to do so:
+//!
+//! - [`runtime`]: run a stage binary with a command, and get its output and exit code
+//!   (always within a deadline: a hung container is a failed test, not a hung suite);
+//! - [`running`]: a container still running, to read its output and send it signals;
+//! - [`probe`]: the static `keel-probe` program, built once, and the JSON it reports;
+//! - [`rootfs`]: a busybox root filesystem, built from the host's `busybox-static`;
+//! - [`leaks`]: the host's mount table must not change, and no process may be left;
+//! - [`mountinfo`]: reading `/proc/*/mountinfo`;
+//! - [`skip`]: skipping, loudly, what this machine cannot run;
+//! - [`workspace`]: where the workspace and the graders' build directories are;
+//! - [`checks`]: graders that every stage passes the same way (exit codes, signals, ...).
 
+pub mod checks;
+pub mod leaks;
+pub mod mountinfo;
+pub mod probe;
+pub mod rootfs;
+pub mod running;
+pub mod runtime;
+pub mod skip;
+pub mod workspace;
+
+pub use leaks::{LeakCheck, Marker};
+pub use probe::{BreakoutReport, ProbeReport, ReadReport};
+pub use running::Running;
+pub use runtime::{Invocation, Output, Runtime};
+pub use skip::{Skip, require_root};

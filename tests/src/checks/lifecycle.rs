@@ -1,0 +1,98 @@
+//! The container's life: signals reach it, its processes die with it, and nothing the
+//! runtime had open gets in.
+
+use std::io::Write;
+
+use nix::sys::signal::Signal;
+
+use crate::leaks::Marker;
+use crate::probe::ProbeReport;
+use crate::runtime::Runtime;
+use crate::workspace;
+
+/// A signal sent to the runtime reaches the container: the container's shell traps it
+/// and exits with 42, which becomes the runtime's exit code.
+///
+/// The shell announces `ready` only once its trap is set, and then waits on stdin
+/// (kept open), so the signal cannot arrive too early or after the end.
+pub fn signal_is_forwarded(runtime: &Runtime, signal: Signal) {
+    let name = signal.as_str().trim_start_matches("SIG");
+    let script = format!("trap 'exit 42' {name}; echo ready; read line");
+    let mut running = runtime.run().sh(&script).spawn();
+    assert_eq!(running.read_line(), "ready");
+    running.signal(signal);
+    let out = running.wait();
+    assert_eq!(
+        out.code, 42,
+        "the container did not run its {name} trap: the runtime should forward {name} to it\n{out}"
+    );
+}
+
+/// When the container's PID 1 is killed by signal N, the runtime exits with 128 + N.
+pub fn killed_container_exits_128_plus_n(runtime: &Runtime) {
+    let mut running = runtime.run().sh("echo ready; read line").spawn();
+    assert_eq!(running.read_line(), "ready");
+    // PID 1 of a namespace ignores signals it has no handler for, except SIGKILL from
+    // an ancestor namespace: the host.
+    let container = running.container_pid();
+    nix::sys::signal::kill(container, Signal::SIGKILL).expect("kill the container's PID 1");
+    running.wait().expect_code(128 + Signal::SIGKILL as i32);
+}
+
+/// A process the container started in the background is gone once the runtime has
+/// exited: when PID 1 of a namespace exits, the kernel kills every other process in it.
+///
+/// While the container runs, the marked processes are counted first (the shell and its
+/// background `sleep`), so that the final "none left" cannot pass vacuously.
+pub fn background_processes_die_with_the_container(runtime: &Runtime) {
+    let marker = Marker::new();
+    let script = format!(
+        "{} >/dev/null 2>&1 & echo started; read line; exit 0",
+        marker.sleep()
+    );
+    let mut running = runtime.run().sh(&script).spawn();
+    assert_eq!(running.read_line(), "started");
+    let alive = marker.processes();
+    assert!(
+        alive.len() >= 2,
+        "expected the container's shell and its background sleep to be running, found \
+         host PIDs {alive:?}"
+    );
+    running.close_stdin();
+    running.wait().expect_success();
+    marker.assert_none_left();
+}
+
+/// A file the runtime inherited on fd 5 is not open in the container: no fd above 2.
+/// (runc's CVE-2024-21626 leaked a host directory fd, and with it the host's root.)
+pub fn inherited_fds_are_closed(runtime: &Runtime) {
+    let mut secret = tempfile::Builder::new()
+        .prefix("keel-inherited-")
+        .tempfile_in(workspace::graders_dir())
+        .expect("temporary file");
+    writeln!(secret, "a file of the host").expect("write the temporary file");
+    let name = secret
+        .path()
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let file = secret.reopen().expect("reopen the temporary file");
+
+    let report: ProbeReport = runtime
+        .run()
+        .inherit_fd(5, file)
+        .probe([] as [&str; 0])
+        .output()
+        .json();
+    let leaked: Vec<_> = report
+        .fds
+        .iter()
+        .filter(|fd| fd.fd > 2 || fd.target.contains(&name))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "fds above stderr reached the container: {leaked:?} (close or mark close-on-exec \
+         every inherited fd before execve)"
+    );
+}
