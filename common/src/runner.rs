@@ -77,11 +77,10 @@ fn start_and_wait(
 
     let mut stack = vec![0u8; STACK_SIZE];
     let process_ref: &Process = process;
-    let layers_raw = layers_ptr(layers);
     let child_main = Box::new(|| {
         child(
             process_ref,
-            layers_raw,
+            layers,
             clone_flags,
             &child_end,
             &supervisor,
@@ -138,7 +137,7 @@ fn start_and_wait(
 /// The child's whole life: wait for the parent, run every layer, exec.
 fn child(
     process: &Process,
-    layers: *mut [Box<dyn Layer>],
+    layers: &mut [Box<dyn Layer>],
     clone_flags: CloneFlags,
     channel: &ChildEnd,
     supervisor: &Supervisor,
@@ -156,9 +155,6 @@ fn child(
         return RUNTIME_FAILED as isize;
     }
 
-    // SAFETY: this is the child's private copy of the parent's memory; the parent's
-    // borrow of `layers` cannot observe anything done here.
-    let layers = unsafe { &mut *layers };
     let failure = match setup_child(process, layers, clone_flags) {
         Ok(()) => crate::exec::exec(process),
         Err(err) => Failure {
@@ -213,12 +209,6 @@ fn close_inherited_fds() -> Result<()> {
         "no fd of the host survives execve, except stdin, stdout and stderr",
     );
     Ok(())
-}
-
-/// The child gets a raw pointer because the closure given to `clone` cannot hold the
-/// parent's `&mut` while the parent keeps using the layers after `clone` returns.
-fn layers_ptr(layers: &mut [Box<dyn Layer>]) -> *mut [Box<dyn Layer>] {
-    layers
 }
 
 fn clone_error(errno: nix::Error, flags: CloneFlags) -> anyhow::Error {

@@ -10,7 +10,7 @@
 //! the child is close-on-exec, so a successful `execve` closes it and the parent reads
 //! end-of-file: that is how the parent knows the command is running.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
@@ -43,12 +43,8 @@ pub fn channel() -> Result<(ParentEnd, ChildEnd)> {
 impl ParentEnd {
     /// Releases the waiting child.
     pub fn release(&self) -> Result<()> {
-        socket::send(
-            self.0.as_fd().as_raw_fd_compat(),
-            GO,
-            MsgFlags::MSG_NOSIGNAL,
-        )
-        .context("telling the child to go on")?;
+        socket::send(self.0.as_raw_fd(), GO, MsgFlags::MSG_NOSIGNAL)
+            .context("telling the child to go on")?;
         Ok(())
     }
 
@@ -56,11 +52,7 @@ impl ParentEnd {
     pub fn wait_for_exec(&self) -> Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         let n = loop {
-            match socket::recv(
-                self.0.as_fd().as_raw_fd_compat(),
-                &mut buf,
-                MsgFlags::empty(),
-            ) {
+            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::Error::EINTR) => continue,
                 other => break other.context("reading the child's report")?,
             }
@@ -83,11 +75,7 @@ impl ChildEnd {
     pub fn wait_for_go(&self) -> bool {
         let mut buf = [0u8; 8];
         loop {
-            match socket::recv(
-                self.0.as_fd().as_raw_fd_compat(),
-                &mut buf,
-                MsgFlags::empty(),
-            ) {
+            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Err(nix::Error::EINTR) => continue,
                 Ok(n) => return &buf[..n] == GO,
                 Err(_) => return false,
@@ -99,22 +87,6 @@ impl ChildEnd {
     pub fn report(&self, code: i32, message: &str) {
         let text = format!("{code}:{message}");
         // Nothing more can be done if the parent is gone: the child exits either way.
-        let _ = socket::send(
-            self.0.as_fd().as_raw_fd_compat(),
-            text.as_bytes(),
-            MsgFlags::MSG_NOSIGNAL,
-        );
-    }
-}
-
-/// nix's socket calls take raw fds; this keeps the borrow visible at the call site.
-trait AsRawFdCompat {
-    fn as_raw_fd_compat(&self) -> std::os::fd::RawFd;
-}
-
-impl AsRawFdCompat for std::os::fd::BorrowedFd<'_> {
-    fn as_raw_fd_compat(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.as_raw_fd()
+        let _ = socket::send(self.0.as_raw_fd(), text.as_bytes(), MsgFlags::MSG_NOSIGNAL);
     }
 }
