@@ -4,6 +4,7 @@
 
 use nix::sys::signal::Signal;
 
+// ANCHOR: exit_codes
 /// The runtime failed: bad input, a missing facility, a layer's error.
 pub const RUNTIME_FAILED: i32 = 125;
 /// The command exists but cannot be executed (permissions, not a program).
@@ -15,6 +16,7 @@ pub const NOT_FOUND: i32 = 127;
 pub fn killed_by(signal: Signal) -> i32 {
     128 + signal as i32
 }
+// ANCHOR_END: exit_codes
 
 /// An error that knows its exit code. Errors without one mean [`RUNTIME_FAILED`].
 #[derive(Debug, thiserror::Error)]

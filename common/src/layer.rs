@@ -80,6 +80,7 @@ pub struct Cleanup {
     pub pid: Option<Pid>,
 }
 
+// ANCHOR: layer_trait
 /// One isolation feature. The runner calls each phase on every layer, in order:
 ///
 /// 1. [`prepare`](Layer::prepare) in the parent, before `clone`;
@@ -117,3 +118,4 @@ pub trait Layer {
     /// It runs on every path, so it must not assume that the other phases ran.
     fn cleanup(&mut self, _cx: &mut Cleanup) {}
 }
+// ANCHOR_END: layer_trait

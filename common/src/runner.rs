@@ -32,6 +32,7 @@ use crate::terminal;
 /// `fork`, so the stack only has to hold the setup code until `execve` replaces it.
 const STACK_SIZE: usize = 1024 * 1024;
 
+// ANCHOR: run
 /// Runs `process` inside every layer and returns its exit code.
 ///
 /// Errors of the runtime itself come back as `Err` (exit code 125, or 126/127 when the
@@ -52,6 +53,7 @@ pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
     }
     result
 }
+// ANCHOR_END: run
 
 fn start_and_wait(
     process: &mut Process,
@@ -134,6 +136,7 @@ fn start_and_wait(
     code
 }
 
+// ANCHOR: child
 /// The child's whole life: wait for the parent, run every layer, exec.
 fn child(
     process: &Process,
@@ -165,6 +168,7 @@ fn child(
     channel.report(failure.code, &failure.message);
     failure.code as isize
 }
+// ANCHOR_END: child
 
 fn setup_child(
     process: &Process,
@@ -197,6 +201,7 @@ fn setup_child(
     close_inherited_fds()
 }
 
+// ANCHOR: close_fds
 /// Marks every fd above stderr close-on-exec. Whatever the runtime (or whoever started
 /// it) left open would otherwise leak into the container: a host directory fd is a way
 /// out of any root (runc's CVE-2024-21626 was exactly that).
@@ -210,6 +215,7 @@ fn close_inherited_fds() -> Result<()> {
     );
     Ok(())
 }
+// ANCHOR_END: close_fds
 
 fn clone_error(errno: nix::Error, flags: CloneFlags) -> anyhow::Error {
     let hint = match errno {

@@ -47,6 +47,7 @@ impl Supervisor {
         let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.original), None);
     }
 
+    // ANCHOR: forward
     /// Forwards every watched signal to `pid` until it exits; returns its exit code.
     pub fn forward_until_exit(&self, pid: Pid) -> Result<i32> {
         loop {
@@ -75,4 +76,5 @@ impl Supervisor {
             }
         }
     }
+    // ANCHOR_END: forward
 }

@@ -16,7 +16,9 @@ impl Layer for IpcNamespace {
         "ipc"
     }
 
+    // ANCHOR: ipc_flags
     fn clone_flags(&self) -> CloneFlags {
         CloneFlags::CLONE_NEWIPC
     }
+    // ANCHOR_END: ipc_flags
 }

@@ -31,6 +31,7 @@ impl Stage for Stage01 {
     const ABOUT: &'static str = "Stage 1: run a command as PID 1 of its own PID namespace, with its own /proc, hostname and IPC";
     type Args = Args;
 
+    // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
         Ok(vec![
             Box::new(pid::PidNamespace),
@@ -38,6 +39,7 @@ impl Stage for Stage01 {
             Box::new(ipc::IpcNamespace),
         ])
     }
+    // ANCHOR_END: layers
 
     fn doctor(report: &mut Report) {
         let uid = nix::unistd::geteuid();

@@ -27,10 +27,12 @@ impl Layer for PidNamespace {
         // ANCHOR_END: clone_flags
     }
 
+    // ANCHOR: pid_child
     fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
         make_mounts_private()?;
         mount_proc()
     }
+    // ANCHOR_END: pid_child
 }
 
 // ANCHOR: make_mounts_private

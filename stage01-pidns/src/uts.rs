@@ -42,6 +42,7 @@ impl Layer for UtsNamespace {
         Ok(())
     }
 
+    // ANCHOR: uts_child
     fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
         sethostname(&self.hostname).with_context(|| format!("sethostname({:?})", self.hostname))?;
         explain::step(
@@ -50,6 +51,7 @@ impl Layer for UtsNamespace {
         );
         Ok(())
     }
+    // ANCHOR_END: uts_child
 }
 
 /// A hostname is at most 64 bytes (HOST_NAME_MAX) of letters, digits, '-' and '.'.

@@ -25,6 +25,7 @@ pub const LINKS: [(&str, &str); 4] = [
     ("stderr", "/proc/self/fd/2"),
 ];
 
+// ANCHOR: dev_populate
 /// Builds the container's /dev at `dev`.
 pub fn populate(dev: &Path) -> Result<()> {
     mount_fs(
@@ -58,6 +59,7 @@ pub fn populate(dev: &Path) -> Result<()> {
     }
     bind_console(dev)
 }
+// ANCHOR_END: dev_populate
 
 /// Binds each of [`DEVICES`] from the host onto an empty file in `dev`.
 pub fn bind_devices(dev: &Path) -> Result<()> {
@@ -77,6 +79,7 @@ pub fn bind_devices(dev: &Path) -> Result<()> {
     // ANCHOR_END: populate_dev
 }
 
+// ANCHOR: devpts
 /// A devpts of our own: `newinstance` gives the container its own set of pseudo
 /// terminals, numbered from 0, instead of the host's.
 fn mount_pts(dev: &Path) -> Result<()> {
@@ -99,6 +102,7 @@ fn mount_pts(dev: &Path) -> Result<()> {
     symlink("pts/ptmx", dev.join("ptmx")).context("symlink /dev/ptmx")?;
     Ok(())
 }
+// ANCHOR_END: devpts
 
 /// With a terminal on stdin (`-it`), the container's /dev/console is that terminal.
 fn bind_console(dev: &Path) -> Result<()> {

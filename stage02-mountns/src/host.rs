@@ -21,6 +21,7 @@ pub const MOUNT_POINT: &str = "/tmp";
 /// The host directories that hold programs and libraries.
 const BORROWED: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
+// ANCHOR: host_build
 /// Mounts a tmpfs root and fills it from the host; returns its path.
 pub fn build(hostname: &str) -> Result<PathBuf> {
     let root = PathBuf::from(MOUNT_POINT);
@@ -38,7 +39,9 @@ pub fn build(hostname: &str) -> Result<PathBuf> {
     fs::create_dir_all(root.join("root")).context("creating /root in the host rootfs")?;
     Ok(root)
 }
+// ANCHOR_END: host_build
 
+// ANCHOR: borrow
 /// On merged-/usr systems /bin is a symlink to usr/bin: copy the link, bind the rest.
 fn borrow(host: &Path, inside: &Path) -> Result<()> {
     match fs::symlink_metadata(host) {
@@ -59,6 +62,7 @@ fn borrow(host: &Path, inside: &Path) -> Result<()> {
         }
     }
 }
+// ANCHOR_END: borrow
 
 /// A minimal /etc: who root is, the hostname, and name resolution for the
 /// host's network (shared until stage 4).

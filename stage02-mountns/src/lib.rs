@@ -54,6 +54,7 @@ impl Stage for Stage02 {
         "Stage 2: stage 1 plus a root filesystem of its own, with /proc, /dev, /sys and /tmp";
     type Args = Args;
 
+    // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
         let volumes = args
             .volumes
@@ -68,6 +69,7 @@ impl Stage for Stage02 {
         )));
         Ok(layers)
     }
+    // ANCHOR_END: layers
 
     fn doctor(report: &mut Report) {
         Stage01::doctor(report);

@@ -12,6 +12,7 @@ use nix::mount::MsFlags;
 
 use crate::mounts::{bind, mount_fs, remount_readonly};
 
+// ANCHOR: masked_paths
 /// Paths hidden from the container (runc's default `maskedPaths`).
 pub const MASKED: [&str; 11] = [
     "proc/acpi",
@@ -35,7 +36,9 @@ pub const READ_ONLY: [&str; 5] = [
     "proc/sys",
     "proc/sysrq-trigger",
 ];
+// ANCHOR_END: masked_paths
 
+// ANCHOR: apply_masks
 /// Applies both lists below `root`; paths this kernel lacks are skipped.
 pub fn apply(root: &Path) -> Result<()> {
     for path in MASKED {
@@ -73,3 +76,4 @@ pub fn apply(root: &Path) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: apply_masks

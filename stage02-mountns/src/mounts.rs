@@ -57,6 +57,7 @@ pub fn bind(source: &Path, target: &Path, recursive: bool, why: &str) -> Result<
     Ok(())
 }
 
+// ANCHOR: remount_readonly
 /// Makes the mount at `target` read-only.
 ///
 /// A bind mount cannot be made read-only in the same call: it takes a second
@@ -79,6 +80,7 @@ pub fn remount_readonly(target: &Path, why: &str) -> Result<()> {
     );
     Ok(())
 }
+// ANCHOR_END: remount_readonly
 
 /// The mount flags statvfs reports that a remount must keep.
 fn kept_flags(flags: FsFlags) -> MsFlags {

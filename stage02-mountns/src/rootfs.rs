@@ -64,6 +64,7 @@ impl Layer for Rootfs {
         Ok(())
     }
 
+    // ANCHOR: rootfs_child
     fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
         // Stage 1's layer ran before us: mounts are private and /proc is fresh.
         // Open the volumes' host paths first, while every host path is still in
@@ -112,8 +113,10 @@ impl Layer for Rootfs {
         }
         pivot::pivot_into(&root)
     }
+    // ANCHOR_END: rootfs_child
 }
 
+// ANCHOR: mount_sys
 /// /sys, read-only. A fresh sysfs shows the devices of our network namespace; where
 /// the kernel refuses one (a user namespace that does not own its network namespace,
 /// stage 3), a read-only bind of the host's /sys is the fallback, as runc does.
@@ -132,6 +135,7 @@ fn mount_sys(sys: &Path) -> Result<()> {
         }
     }
 }
+// ANCHOR_END: mount_sys
 
 /// A rootfs must be a directory with a shell or program to run in it; say so early.
 fn check_rootfs(dir: &Path) -> Result<()> {

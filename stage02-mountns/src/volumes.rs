@@ -106,6 +106,7 @@ pub fn open_host(volume: &Volume) -> Result<OpenVolume> {
     })
 }
 
+// ANCHOR: volume_mount
 /// Binds an opened volume at its target, resolved inside `root`.
 pub fn mount(root: &Path, open: &OpenVolume) -> Result<()> {
     let root_fd = nix::fcntl::open(
@@ -129,11 +130,13 @@ pub fn mount(root: &Path, open: &OpenVolume) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: volume_mount
 
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+// ANCHOR: resolve_in_root
 /// Opens `path` inside `root` with every symlink resolved as if `root` were `/`.
 fn resolve_in_root(root: &OwnedFd, path: &Path, extra: OFlag) -> nix::Result<OwnedFd> {
     let relative = path.strip_prefix("/").unwrap_or(path);
@@ -147,6 +150,7 @@ fn resolve_in_root(root: &OwnedFd, path: &Path, extra: OFlag) -> nix::Result<Own
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     openat2(root.as_fd(), relative, how)
 }
+// ANCHOR_END: resolve_in_root
 
 /// Like `mkdir -p`, inside `root`: creates what is missing of `path` (the last part as
 /// a directory or an empty file) and returns it opened.
