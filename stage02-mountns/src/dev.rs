@@ -26,15 +26,8 @@ pub const LINKS: [(&str, &str); 4] = [
 ];
 
 // ANCHOR: dev_populate
-/// Builds the container's /dev at `dev`.
+/// Fills the container's /dev at `dev`, a fresh tmpfs.
 pub fn populate(dev: &Path) -> Result<()> {
-    mount_fs(
-        "tmpfs",
-        dev,
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=0755,size=65536k"),
-        "a /dev of our own instead of the host's",
-    )?;
     bind_devices(dev)?;
     mount_pts(dev)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;

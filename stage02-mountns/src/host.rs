@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use nix::mount::MsFlags;
 
-use crate::mounts::{bind, mount_fs, remount_readonly};
+use crate::mounts::{bind, make_readonly, mount_fs};
 
 /// Where the tmpfs root is mounted, inside our private mount namespace only. Nothing
 /// of the host is hidden for long: the whole old root is detached after pivot_root.
@@ -58,7 +58,7 @@ fn borrow(host: &Path, inside: &Path) -> Result<()> {
                 true,
                 "borrow the host's programs and libraries",
             )?;
-            remount_readonly(inside, "the container may run them, not change them")
+            make_readonly(inside, "the container may run them, not change them")
         }
     }
 }

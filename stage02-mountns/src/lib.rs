@@ -6,6 +6,7 @@
 
 pub mod dev;
 pub mod host;
+pub mod inroot;
 pub mod masks;
 pub mod mounts;
 pub mod pivot;

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 use nix::mount::MsFlags;
 
-use crate::mounts::{bind, mount_fs, remount_readonly};
+use crate::mounts::{bind, make_readonly, mount_fs};
 
 // ANCHOR: masked_paths
 /// Paths hidden from the container (runc's default `maskedPaths`).
@@ -71,7 +71,7 @@ pub fn apply(root: &Path) -> Result<()> {
                 true,
                 "a bind mount of itself, to remount it alone",
             )?;
-            remount_readonly(&target, "readable, but not writable from the container")?;
+            make_readonly(&target, "readable, but not writable from the container")?;
         }
     }
     Ok(())

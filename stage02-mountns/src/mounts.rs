@@ -1,12 +1,14 @@
 //! Small, explained wrappers around mount(2): every other module speaks through these,
 //! so `--explain` shows each mount exactly once, with its reason.
 
-use std::path::Path;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
 
 use anyhow::{Context, Result};
 use common::explain;
+use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
-use nix::sys::statvfs::{FsFlags, statvfs};
 
 /// Mounts a new instance of `fstype` (proc, tmpfs, sysfs, devpts, mqueue) at `target`.
 pub fn mount_fs(
@@ -18,13 +20,15 @@ pub fn mount_fs(
 ) -> Result<()> {
     mount(Some(fstype), target, Some(fstype), flags, data).with_context(|| {
         format!(
-            "mount({fstype:?}, {target:?}, {fstype:?}, {})",
+            "mount({fstype:?}, {:?}, {fstype:?}, {})",
+            shown(target),
             explain::flags(&flags)
         )
     })?;
     explain::step(
         format_args!(
-            "mount({fstype:?}, {target:?}, {fstype:?}, {}, {:?})",
+            "mount({fstype:?}, {:?}, {fstype:?}, {}, {:?})",
+            shown(target),
             explain::flags(&flags),
             data.unwrap_or("")
         ),
@@ -43,13 +47,17 @@ pub fn bind(source: &Path, target: &Path, recursive: bool, why: &str) -> Result<
     };
     mount(Some(source), target, None::<&str>, flags, None::<&str>).with_context(|| {
         format!(
-            "bind-mounting {source:?} on {target:?} ({})",
+            "bind-mounting {:?} on {:?} ({})",
+            shown(source),
+            shown(target),
             explain::flags(&flags)
         )
     })?;
     explain::step(
         format_args!(
-            "mount({source:?}, {target:?}, NULL, {})",
+            "mount({:?}, {:?}, NULL, {})",
+            shown(source),
+            shown(target),
             explain::flags(&flags)
         ),
         why,
@@ -58,42 +66,71 @@ pub fn bind(source: &Path, target: &Path, recursive: bool, why: &str) -> Result<
 }
 
 // ANCHOR: remount_readonly
-/// Makes the mount at `target` read-only.
+/// Makes the mount at `target`, and every mount below it, read-only.
 ///
-/// A bind mount cannot be made read-only in the same call: it takes a second
-/// `MS_REMOUNT|MS_BIND|MS_RDONLY`. That remount must repeat the flags the mount already
-/// has (nosuid, nodev, noexec, ...): inside a user namespace the kernel refuses to
-/// clear flags that a more privileged namespace set, so we read them with statvfs.
-pub fn remount_readonly(target: &Path, why: &str) -> Result<()> {
-    let current = statvfs(target).with_context(|| format!("statvfs({target:?})"))?;
-    let flags =
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | kept_flags(current.flags());
-    mount(None::<&str>, target, None::<&str>, flags, None::<&str>).with_context(|| {
+/// The classic way, `mount(MS_REMOUNT|MS_BIND|MS_RDONLY)`, changes one mount only: a
+/// read-only `-v /dev:/d:ro` would leave `/d/shm` writable. It also replaces every flag
+/// of the mount, so inside a user namespace it must repeat the flags a more privileged
+/// namespace locked (nosuid, nodev, ...). `mount_setattr(2)` (Linux 5.12) does neither:
+/// it only *adds* `MOUNT_ATTR_RDONLY`, and with `AT_RECURSIVE` to the whole tree.
+pub fn make_readonly(target: &Path, why: &str) -> Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = CString::new(target.as_os_str().as_bytes())?;
+    // SAFETY: a valid C string and a mount_attr of the size we pass, both alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(rc).with_context(|| {
         format!(
-            "remounting {target:?} read-only ({})",
-            explain::flags(&flags)
+            "making {} read-only (mount_setattr, Linux 5.12+)",
+            shown(target)
         )
     })?;
     explain::step(
-        format_args!("mount(NULL, {target:?}, NULL, {})", explain::flags(&flags)),
+        format_args!(
+            "mount_setattr({:?}, AT_RECURSIVE, {{attr_set: MOUNT_ATTR_RDONLY}})",
+            shown(target)
+        ),
         why,
     );
     Ok(())
 }
 // ANCHOR_END: remount_readonly
 
-/// The mount flags statvfs reports that a remount must keep.
-fn kept_flags(flags: FsFlags) -> MsFlags {
-    let pairs = [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ];
-    pairs
-        .into_iter()
-        .filter(|(st, _)| flags.contains(*st))
-        .fold(MsFlags::empty(), |all, (_, ms)| all | ms)
+/// A path for people: `/proc/self/fd/7/proc` is shown as where fd 7 points, plus the
+/// rest (`/home/me/rootfs/proc`).
+pub fn shown(path: &Path) -> String {
+    let mut parts = path.components();
+    let fd = match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(Component::RootDir), Some(p), Some(s), Some(f), Some(Component::Normal(n)))
+            if (p.as_os_str(), s.as_os_str(), f.as_os_str())
+                == ("proc".as_ref(), "self".as_ref(), "fd".as_ref()) =>
+        {
+            n
+        }
+        _ => return path.display().to_string(),
+    };
+    match std::fs::read_link(Path::new("/proc/self/fd").join(fd)) {
+        Ok(target) if parts.as_path().as_os_str().is_empty() => target.display().to_string(),
+        Ok(target) => target.join(parts.as_path()).display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
 }

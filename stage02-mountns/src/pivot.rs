@@ -21,7 +21,7 @@ pub fn pivot_into(root: &Path) -> Result<()> {
     // place: no directory for the old root is needed, and the next umount removes it.
     pivot_root(".", ".").context("pivot_root(\".\", \".\")")?;
     explain::step(
-        format_args!("pivot_root(\".\", \".\") in {root:?}"),
+        "chdir(rootfs); pivot_root(\".\", \".\")",
         "the rootfs becomes /; the old root is stacked on top of it, for now",
     );
     umount2(".", MntFlags::MNT_DETACH)

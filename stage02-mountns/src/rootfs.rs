@@ -7,12 +7,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use common::{Child, Layer, Prepare};
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 
-use crate::mounts::{bind, mount_fs, remount_readonly};
+use crate::inroot::Root;
+use crate::mounts::{bind, make_readonly, mount_fs};
 use crate::volumes::{self, Volume};
 use crate::{dev, host, masks, pivot};
 
@@ -84,26 +85,34 @@ impl Layer for Rootfs {
                     true,
                     "pivot_root needs the new root to be a mount point",
                 )?;
-                dir.clone()
+                Root::open(dir)?
             }
-            Source::Host => host::build(&self.hostname)?,
+            Source::Host => Root::open(&host::build(&self.hostname)?)?,
         };
-        for dir in ["proc", "dev", "sys", "tmp"] {
-            fs::create_dir_all(root.join(dir))
-                .with_context(|| format!("creating /{dir} in the rootfs"))?;
-        }
+        // From here on the rootfs is an fd: `new` is /proc/self/fd/N, and a path below
+        // it cannot be redirected by swapping the rootfs's own path for a symlink.
+        let new = root.path();
+        // Each mount point is opened (a plain directory, never a symlink) and mounted
+        // on through its fd; once something is mounted there, `new/<dir>` leads into it.
         bind(
             Path::new("/proc"),
-            &root.join("proc"),
+            &root.mount_point("proc")?.path(),
             true,
             "carry stage 1's fresh /proc (our PID namespace's) into the new root",
         )?;
-        dev::populate(&root.join("dev"))?;
-        mount_sys(&root.join("sys"))?;
-        masks::apply(&root)?;
         mount_fs(
             "tmpfs",
-            &root.join("tmp"),
+            &root.mount_point("dev")?.path(),
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            Some("mode=0755,size=65536k"),
+            "a /dev of our own instead of the host's",
+        )?;
+        dev::populate(&new.join("dev"))?;
+        mount_sys(&root.mount_point("sys")?.path(), &new.join("sys"))?;
+        masks::apply(&new)?;
+        mount_fs(
+            "tmpfs",
+            &root.mount_point("tmp")?.path(),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some("mode=1777"),
             "a private, writable /tmp",
@@ -111,7 +120,7 @@ impl Layer for Rootfs {
         for volume in &opened {
             volumes::mount(&root, volume)?;
         }
-        pivot::pivot_into(&root)
+        pivot::pivot_into(&new)
     }
     // ANCHOR_END: rootfs_child
 }
@@ -120,18 +129,19 @@ impl Layer for Rootfs {
 /// /sys, read-only. A fresh sysfs shows the devices of our network namespace; where
 /// the kernel refuses one (a user namespace that does not own its network namespace,
 /// stage 3), a read-only bind of the host's /sys is the fallback, as runc does.
-fn mount_sys(sys: &Path) -> Result<()> {
+/// `point` is the mount point's fd path; `mounted` leads to what is mounted there.
+fn mount_sys(point: &Path, mounted: &Path) -> Result<()> {
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    match mount_fs("sysfs", sys, flags, None, "kernel objects, read-only") {
+    match mount_fs("sysfs", point, flags, None, "kernel objects, read-only") {
         Ok(()) => Ok(()),
         Err(_) => {
             bind(
                 Path::new("/sys"),
-                sys,
+                point,
                 true,
                 "sysfs may not be mounted here: bind the host's",
             )?;
-            remount_readonly(sys, "the container may read /sys, not write it")
+            make_readonly(mounted, "the container may read /sys, not write it")
         }
     }
 }

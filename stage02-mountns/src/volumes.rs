@@ -1,22 +1,22 @@
 //! `-v HOST:CTR[:ro]`: bind mounts from the host into the container.
 //!
-//! Two paths, two dangers. The host path is opened by the parent *before* anything
-//! else, so the child binds exactly what the user named. The container path is
-//! resolved *inside the rootfs*: the rootfs belongs to whoever built the image, and a
-//! symlink in it (`/data -> /etc` of the host, or `../../..`) must not carry the mount
-//! out of it. `openat2(RESOLVE_IN_ROOT)` makes the kernel resolve every symlink as if
-//! the rootfs were `/`, so nothing it names can escape.
+//! Two paths, two dangers. The host path is opened first, in the child, before the new
+//! root covers anything, so the child binds exactly what the user named. The container
+//! path is resolved *inside the rootfs*: the rootfs belongs to whoever built the image,
+//! and a symlink in it (`/data -> /etc` of the host, or `../../..`) must not carry the
+//! mount out of it. [`Root::create`] has the kernel resolve every symlink as if the
+//! rootfs were `/`, so nothing it names can escape.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
-use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
-use nix::sys::stat::{Mode, mkdirat};
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
 
-use crate::mounts::{bind, remount_readonly};
+use crate::inroot::Root;
+use crate::mounts::{bind, make_readonly};
 
 /// One `-v` option.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,115 +107,40 @@ pub fn open_host(volume: &Volume) -> Result<OpenVolume> {
 }
 
 // ANCHOR: volume_mount
-/// Binds an opened volume at its target, resolved inside `root`.
-pub fn mount(root: &Path, open: &OpenVolume) -> Result<()> {
-    let root_fd = nix::fcntl::open(
-        root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let target = create_in_root(&root_fd, &open.volume.target, open.is_dir)?;
+/// Binds an opened volume at its target, resolved inside the rootfs.
+pub fn mount(root: &Root, open: &OpenVolume) -> Result<()> {
+    let target = root.create(&open.volume.target, open.is_dir)?;
     // Mounting onto /proc/self/fd/N mounts on the file the fd holds: the path is never
     // looked up again, so it cannot be swapped for a symlink in between.
+    let source = PathBuf::from(format!("/proc/self/fd/{}", open.source.as_raw_fd()));
     bind(
-        &fd_path(&open.source),
-        &fd_path(&target),
+        &source,
+        &target.path(),
         true,
         "a host path, bound at a target resolved inside the rootfs",
     )?;
     if open.volume.readonly {
         // Open it again to reach the new mount on top, not the directory below it.
-        let mounted = resolve_in_root(&root_fd, &open.volume.target, OFlag::empty())?;
-        remount_readonly(&fd_path(&mounted), "-v ...:ro")?;
+        let mounted = root.resolve(&open.volume.target, OFlag::empty())?;
+        make_readonly(
+            &mounted.path(),
+            "-v ...:ro: read-only, with every mount below it",
+        )?;
     }
     Ok(())
 }
 // ANCHOR_END: volume_mount
 
-fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-// ANCHOR: resolve_in_root
-/// Opens `path` inside `root` with every symlink resolved as if `root` were `/`.
-fn resolve_in_root(root: &OwnedFd, path: &Path, extra: OFlag) -> nix::Result<OwnedFd> {
-    let relative = path.strip_prefix("/").unwrap_or(path);
-    let relative = if relative.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        relative
-    };
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root.as_fd(), relative, how)
-}
-// ANCHOR_END: resolve_in_root
-
-/// Like `mkdir -p`, inside `root`: creates what is missing of `path` (the last part as
-/// a directory or an empty file) and returns it opened.
-fn create_in_root(root: &OwnedFd, path: &Path, is_dir: bool) -> Result<OwnedFd> {
-    let mut done = PathBuf::from("/");
-    let parts: Vec<_> = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let next = done.join(part);
-        match resolve_in_root(root, &next, OFlag::empty()) {
-            Ok(_) => {}
-            Err(Errno::ENOENT) => {
-                let parent = resolve_in_root(root, &done, OFlag::O_DIRECTORY)?;
-                if last && !is_dir {
-                    let how = OpenHow::new()
-                        .flags(
-                            OFlag::O_CREAT
-                                | OFlag::O_EXCL
-                                | OFlag::O_WRONLY
-                                | OFlag::O_CLOEXEC
-                                | OFlag::O_NOFOLLOW,
-                        )
-                        .mode(Mode::from_bits_truncate(0o644));
-                    openat2(parent.as_fd(), part.as_os_str(), how)
-                        .with_context(|| format!("creating {} in the rootfs", next.display()))?;
-                } else {
-                    mkdirat(
-                        parent.as_fd(),
-                        part.as_os_str(),
-                        Mode::from_bits_truncate(0o755),
-                    )
-                    .with_context(|| format!("creating {} in the rootfs", next.display()))?;
-                }
-            }
-            Err(errno) => {
-                return Err(errno)
-                    .with_context(|| format!("resolving {} in the rootfs", next.display()));
-            }
-        }
-        done = next;
-    }
-    resolve_in_root(root, path, OFlag::empty())
-        .with_context(|| format!("resolving {} in the rootfs", path.display()))
-}
-
-/// Whether this kernel has openat2(2) (Linux 5.6), which `-v` relies on.
+/// Whether this kernel has openat2(2) (Linux 5.6), which the rootfs relies on.
 pub fn probe_openat2() -> common::doctor::Outcome {
     use common::doctor::Outcome;
-    let root = match open(
-        "/",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(errno) => return Outcome::Fail(format!("cannot open /: {}", errno.desc())),
-    };
-    match resolve_in_root(&root, Path::new("/"), OFlag::empty()) {
-        Ok(_) => Outcome::Ok("resolves -v targets inside the rootfs".into()),
-        Err(errno) => Outcome::Fail(format!(
-            "{}: this kernel lacks openat2 (Linux 5.6+); -v cannot be resolved safely",
+    match Root::open(Path::new("/")).map(|root| root.resolve(Path::new("/"), OFlag::empty())) {
+        Ok(Ok(_)) => Outcome::Ok("resolves paths inside the rootfs".into()),
+        Ok(Err(errno)) => Outcome::Fail(format!(
+            "{}: this kernel lacks openat2 (Linux 5.6+); paths in the rootfs cannot be resolved safely",
             errno.desc()
         )),
+        Err(err) => Outcome::Fail(format!("{err:#}")),
     }
 }
 

@@ -1,0 +1,144 @@
+//! Paths inside the rootfs, resolved by the kernel as if the rootfs were `/`.
+//!
+//! A rootfs is untrusted input: it comes from an image, or from a user. A symlink in it
+//! (`proc -> /`, `data -> ../../../etc`) would send a mount that we mean for the
+//! container somewhere else. So the rootfs is held by an fd, every path in it is opened
+//! with `openat2(2)`, and mounts go onto `/proc/self/fd/N`: the kernel mounts on the
+//! object the fd holds, and the path is never looked up again.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+use nix::sys::stat::{Mode, mkdirat};
+
+/// The rootfs, held open.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+}
+
+/// An object opened inside the rootfs; mount onto [`At::path`].
+#[derive(Debug)]
+pub struct At(OwnedFd);
+
+impl At {
+    /// `/proc/self/fd/N`: a path that names exactly this object.
+    pub fn path(&self) -> PathBuf {
+        fd_path(&self.0)
+    }
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+impl Root {
+    /// Opens the directory `dir` as the rootfs.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd = open(dir, flags, Mode::empty())
+            .with_context(|| format!("opening the rootfs {dir:?}"))?;
+        Ok(Self { fd })
+    }
+
+    /// `/proc/self/fd/N` of the rootfs itself: the new root, whatever happens to the
+    /// path it was found at.
+    pub fn path(&self) -> PathBuf {
+        fd_path(&self.fd)
+    }
+
+    /// A top-level directory the runtime mounts on (`proc`, `dev`, `sys`, `tmp`),
+    /// created if missing. It must be a real directory: a symlink there is refused,
+    /// since whatever it points to would be covered.
+    pub fn mount_point(&self, name: &str) -> Result<At> {
+        let how = || {
+            OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS)
+        };
+        match openat2(self.fd.as_fd(), name, how()) {
+            Err(Errno::ENOENT) => {
+                mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(0o755))
+                    .with_context(|| format!("creating /{name} in the rootfs"))?;
+            }
+            Err(Errno::ELOOP | Errno::ENOTDIR) => bail!(
+                "/{name} in the rootfs is not a directory (a symlink?): the runtime mounts \
+                 there, so it must be a plain directory"
+            ),
+            Err(errno) => {
+                return Err(errno).with_context(|| format!("opening /{name} in the rootfs"));
+            }
+            Ok(fd) => return Ok(At(fd)),
+        }
+        Ok(At(
+            openat2(self.fd.as_fd(), name, how()).with_context(|| format!("opening /{name}"))?
+        ))
+    }
+
+    // ANCHOR: resolve_in_root
+    /// Opens `path` with every symlink resolved as if the rootfs were `/`: `..` stops
+    /// at the rootfs, and an absolute symlink starts from it.
+    pub fn resolve(&self, path: &Path, extra: OFlag) -> nix::Result<At> {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        let relative = if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        };
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        openat2(self.fd.as_fd(), relative, how).map(At)
+    }
+    // ANCHOR_END: resolve_in_root
+
+    /// Like `mkdir -p` inside the rootfs: creates what is missing of `path` (the last
+    /// part as a directory or an empty file) and returns it opened.
+    pub fn create(&self, path: &Path, is_dir: bool) -> Result<At> {
+        let parts: Vec<_> = path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        let mut done = PathBuf::from("/");
+        for (i, part) in parts.iter().enumerate() {
+            let next = done.join(part);
+            match self.resolve(&next, OFlag::empty()) {
+                Ok(_) => {}
+                Err(Errno::ENOENT) => {
+                    let parent = self.resolve(&done, OFlag::O_DIRECTORY)?;
+                    let file = i + 1 == parts.len() && !is_dir;
+                    create_one(&parent, part.as_os_str(), file)
+                        .with_context(|| format!("creating {} in the rootfs", next.display()))?;
+                }
+                Err(errno) => {
+                    return Err(errno)
+                        .with_context(|| format!("resolving {} in the rootfs", next.display()));
+                }
+            }
+            done = next;
+        }
+        self.resolve(path, OFlag::empty())
+            .with_context(|| format!("resolving {} in the rootfs", path.display()))
+    }
+}
+
+/// Creates one directory, or one empty file, in `parent` (never through a symlink).
+fn create_one(parent: &At, name: &std::ffi::OsStr, file: bool) -> nix::Result<()> {
+    if file {
+        let how = OpenHow::new()
+            .flags(
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC
+                    | OFlag::O_NOFOLLOW,
+            )
+            .mode(Mode::from_bits_truncate(0o644));
+        openat2(parent.0.as_fd(), name, how).map(drop)
+    } else {
+        mkdirat(parent.0.as_fd(), name, Mode::from_bits_truncate(0o755))
+    }
+}
