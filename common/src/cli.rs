@@ -59,7 +59,7 @@ pub struct Run<S: Args> {
     /// The command to run and its arguments (default: an interactive /bin/sh).
     /// Options before the command belong to the runtime (an unknown one is an error,
     /// 125); everything from the command's name on belongs to the command.
-    #[arg(trailing_var_arg = true, value_name = "CMD")]
+    #[arg(trailing_var_arg = true, value_name = "CMD", help_heading = "Command")]
     pub command: Vec<String>,
 }
 

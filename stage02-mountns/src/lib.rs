@@ -23,15 +23,24 @@ use stage01_pidns::Stage01;
 /// Options of stage 2: stage 1's, plus the root filesystem and volumes.
 #[derive(Debug, clap::Args)]
 #[group(id = "stage02")]
-#[command(next_help_heading = "Stage 2: a new root")]
 pub struct Args {
     #[command(flatten)]
     pub stage01: stage01_pidns::Args,
     /// The root filesystem: a directory, or `host` (a tmpfs with the host's /usr, /bin, /lib bound read-only).
-    #[arg(long, value_name = "DIR|host", default_value = "host")]
+    #[arg(
+        long,
+        value_name = "DIR|host",
+        default_value = "host",
+        help_heading = "Stage 2: a new root"
+    )]
     pub rootfs: String,
     /// Bind a host path into the container: HOST:CONTAINER[:ro] (repeatable).
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "HOST:CTR[:ro]",
+        help_heading = "Stage 2: a new root"
+    )]
     pub volumes: Vec<String>,
 }
 

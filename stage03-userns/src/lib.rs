@@ -33,18 +33,25 @@ pub enum UsernsMode {
 /// Options of stage 3: stage 2's, plus the id maps.
 #[derive(Debug, clap::Args)]
 #[group(id = "stage03")]
-#[command(next_help_heading = "Stage 3: a user namespace")]
 pub struct Args {
     #[command(flatten)]
     pub stage02: stage02_mountns::Args,
     /// A uid map line CTR:HOST:COUNT (repeatable), instead of the default maps.
-    #[arg(long, value_name = "CTR:HOST:COUNT")]
+    #[arg(
+        long,
+        value_name = "CTR:HOST:COUNT",
+        help_heading = "Stage 3: a user namespace"
+    )]
     pub uidmap: Vec<IdRange>,
     /// A gid map line CTR:HOST:COUNT (repeatable); without it, --uidmap serves for both.
-    #[arg(long, value_name = "CTR:HOST:COUNT")]
+    #[arg(
+        long,
+        value_name = "CTR:HOST:COUNT",
+        help_heading = "Stage 3: a user namespace"
+    )]
     pub gidmap: Vec<IdRange>,
     /// auto: (root) map container root to an unprivileged range; host: (root) no user namespace.
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, value_name = "MODE", help_heading = "Stage 3: a user namespace")]
     pub userns: Option<UsernsMode>,
 }
 
