@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use common::explain;
@@ -65,30 +65,54 @@ pub fn write_with_helpers(
     newgidmap: &Path,
 ) -> Result<()> {
     // ANCHOR: call_newuidmap
-    // EXERCISE: run newuidmap PID <uid map as arguments> and newgidmap PID <gid map as arguments> with run_helper (IdMap::to_args gives the arguments)
-    run_helper(newuidmap, pid, uid)?;
-    run_helper(newgidmap, pid, gid)
+    // EXERCISE: start newuidmap PID <uid map as arguments> and newgidmap PID <gid map as arguments> with start_helper (IdMap::to_args gives the arguments), then finish both
+    // The two helpers are independent: run them side by side, then wait for both.
+    let uids = start_helper(newuidmap, pid, uid)?;
+    let gids = start_helper(newgidmap, pid, gid)?;
+    let (uids, gids) = (uids.finish(), gids.finish());
+    uids.and(gids)
     // ANCHOR_END: call_newuidmap
 }
 
-/// Runs `helper PID CTR HOST COUNT...` and turns its failure into a clear error.
-fn run_helper(helper: &Path, pid: Pid, map: &IdMap) -> Result<()> {
-    let mut command = Command::new(helper);
-    command.arg(pid.as_raw().to_string()).args(map.to_args());
+/// A helper that is running.
+struct Helper {
+    child: Child,
+    shown: String,
+}
+
+/// Starts `helper PID CTR HOST COUNT...`.
+fn start_helper(helper: &Path, pid: Pid, map: &IdMap) -> Result<Helper> {
     let shown = format!("{} {} {}", helper.display(), pid, map.to_args().join(" "));
-    let output = command
-        .output()
+    let child = Command::new(helper)
+        .arg(pid.as_raw().to_string())
+        .args(map.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("running {shown}"))?;
-    if !output.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+    Ok(Helper { child, shown })
+}
+
+impl Helper {
+    /// Waits for the helper and turns its failure into a clear error.
+    fn finish(self) -> Result<()> {
+        let output = self
+            .child
+            .wait_with_output()
+            .with_context(|| format!("waiting for {}", self.shown))?;
+        if !output.status.success() {
+            bail!(
+                "{} failed ({}): {}",
+                self.shown,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        explain::step(
+            &self.shown,
+            "the setuid helper checks /etc/subuid (or subgid) and writes the map for us",
         );
+        Ok(())
     }
-    explain::step(
-        &shown,
-        "the setuid helper checks /etc/subuid (or subgid) and writes the map for us",
-    );
-    Ok(())
 }

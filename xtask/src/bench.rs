@@ -35,8 +35,9 @@ enum As {
 #[derive(Debug)]
 struct Contender {
     name: &'static str,
-    /// The command line, split at spaces; `{rootfs}` is the busybox rootfs and
-    /// `{release}` the directory of the workspace's release binaries.
+    /// The command line, split at spaces; `{rootfs}` is the busybox rootfs,
+    /// `{release}` the directory of the workspace's release binaries and `{uid}` the
+    /// uid of the user it runs as.
     line: &'static str,
     /// The workspace package to build in release mode first, if any.
     package: Option<&'static str>,
@@ -76,6 +77,12 @@ const CONTENDERS: &[Contender] = &[
         runs_as: As::User,
     },
     Contender {
+        name: "stage03 0:uid:1",
+        line: "{release}/stage03-userns run --rootfs {rootfs} --uidmap 0:{uid}:1 -- /bin/true",
+        package: Some("stage03-userns"),
+        runs_as: As::User,
+    },
+    Contender {
         name: "unshare -Ur",
         line: "unshare -Urfp --mount-proc true",
         package: None,
@@ -92,8 +99,10 @@ const CONTENDERS: &[Contender] = &[
 impl Contender {
     /// The command, its placeholders filled in, run as `user` when it is rootless.
     fn command(&self, release: &Path, rootfs: &Path, user: Option<(u32, u32)>) -> Command {
+        let uid = user.map_or(0, |(uid, _)| uid).to_string();
         let mut argv = self.line.split_whitespace().map(|word| match word {
             "{rootfs}" => OsString::from(rootfs),
+            _ if word.contains("{uid}") => OsString::from(word.replace("{uid}", &uid)),
             _ => match word.strip_prefix("{release}/") {
                 Some(binary) => release.join(binary).into_os_string(),
                 None => OsString::from(word),
@@ -140,13 +149,15 @@ pub fn run(runs: usize) -> Result<()> {
             None => chosen.push(contender),
         }
     }
-    let packages: Vec<&str> = chosen.iter().filter_map(|c| c.package).collect();
+    let mut packages: Vec<&str> = chosen.iter().filter_map(|c| c.package).collect();
+    packages.sort();
+    packages.dedup();
     if !packages.is_empty() {
         let mut build = workspace::cargo();
         build
             .current_dir(workspace::root())
             .args(["build", "--release"]);
-        for package in packages {
+        for package in &packages {
             build.args(["--package", package]);
         }
         cmd::run(&mut build)?;
@@ -159,7 +170,7 @@ pub fn run(runs: usize) -> Result<()> {
     rootfs::busybox(&rootfs)?;
     let release = place.path().join("bin");
     fs::create_dir(&release)?;
-    for package in chosen.iter().filter_map(|c| c.package) {
+    for package in &packages {
         fs::copy(
             workspace::target_dir().join("release").join(package),
             release.join(package),
