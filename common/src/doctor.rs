@@ -51,7 +51,10 @@ pub fn is_root() -> bool {
 pub fn namespace(report: &mut Report, name: &str, what: &str) {
     let path = format!("/proc/self/ns/{name}");
     let outcome = match std::fs::read_link(&path) {
-        Ok(link) => Outcome::Ok(format!("{} ({what})", link.display())),
+        Ok(link) => Outcome::Ok(format!(
+            "supported: {what} (the host's is {})",
+            link.display()
+        )),
         Err(err) => Outcome::Fail(format!(
             "{path}: {err}; this kernel lacks the {name} namespace (CONFIG_{}_NS)",
             name.to_uppercase()

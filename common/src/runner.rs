@@ -25,7 +25,7 @@ use crate::exit::{self, Failure, RUNTIME_FAILED};
 use crate::explain;
 use crate::layer::{Child, Cleanup, Layer, Parent, Prepare, Process};
 use crate::signals::Supervisor;
-use crate::sync::{self, ChildEnd};
+use crate::sync::{self, ChildEnd, ParentEnd};
 use crate::terminal;
 
 /// The child's stack. `clone` without `CLONE_VM` copies the parent's memory like
@@ -84,6 +84,7 @@ fn start_and_wait(
             process_ref,
             layers,
             clone_flags,
+            &parent_end,
             &child_end,
             &supervisor,
             interactive,
@@ -142,11 +143,13 @@ fn child(
     process: &Process,
     layers: &mut [Box<dyn Layer>],
     clone_flags: CloneFlags,
+    parent_end: &ParentEnd,
     channel: &ChildEnd,
     supervisor: &Supervisor,
     interactive: bool,
 ) -> isize {
     explain::mark_child();
+    parent_end.close_in_child();
     if interactive {
         terminal::give_to_child();
     }

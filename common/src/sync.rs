@@ -41,6 +41,15 @@ pub fn channel() -> Result<(ParentEnd, ChildEnd)> {
 }
 
 impl ParentEnd {
+    /// In the child, which got a copy of every fd at `clone`: closes its copy of the
+    /// parent's end. Then, if the parent dies, the child reads end-of-file instead of
+    /// waiting forever on a socket it holds open itself.
+    pub fn close_in_child(&self) {
+        // SAFETY: the child never drops this OwnedFd (it leaves by execve or _exit),
+        // so the fd is closed exactly once in this process.
+        unsafe { libc::close(self.0.as_raw_fd()) };
+    }
+
     /// Releases the waiting child.
     pub fn release(&self) -> Result<()> {
         socket::send(self.0.as_raw_fd(), GO, MsgFlags::MSG_NOSIGNAL)

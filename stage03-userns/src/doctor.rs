@@ -15,10 +15,26 @@ pub fn check(report: &mut Report) {
     kernel_switches(report);
     report.check("creating a user namespace", try_user_namespace());
     for ns in ["user", "pid", "mnt", "uts", "ipc"] {
-        doctor::namespace(report, ns, "created inside the user namespace");
+        doctor::namespace(report, ns, "owned by the container's user namespace");
     }
     for helper in ["newuidmap", "newgidmap"] {
         report.check(helper, helper_outcome(helper));
+    }
+    if doctor::is_root() {
+        // Root needs no subordinate ids; `--userns auto` uses the `keel` entry.
+        for file in [subid::SUBUID, subid::SUBGID] {
+            let all = subid::read(file);
+            let keel = subid::ranges_of(&all, "keel", u32::MAX);
+            let outcome = if keel.is_empty() {
+                Outcome::Ok(
+                    "root needs no range; --userns auto adds a `keel` range on first use".into(),
+                )
+            } else {
+                ranges_outcome(file, "keel", &keel, &all)
+            };
+            report.check(file, outcome);
+        }
+        return;
     }
     let facts = crate::facts();
     for (file, own) in [
@@ -78,6 +94,7 @@ fn kernel_switches(report: &mut Report) {
     }
 }
 
+// ANCHOR: try_user_namespace
 /// Actually clones a child into a new user namespace: the only proof that counts.
 fn try_user_namespace() -> Outcome {
     let mut stack = vec![0u8; 64 * 1024];
@@ -101,6 +118,7 @@ fn try_user_namespace() -> Outcome {
         )),
     }
 }
+// ANCHOR_END: try_user_namespace
 
 /// newuidmap must be setuid root (or carry file capabilities) to write maps for us.
 fn helper_outcome(helper: &str) -> Outcome {
@@ -155,7 +173,7 @@ pub fn ranges_outcome(file: &str, user: &str, own: &[SubRange], all: &[SubRange]
         format!("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}");
     if own.is_empty() {
         return Outcome::Warn(format!(
-            "no range for {user}: only root is mapped; for users 1-65535: {fix}"
+            "no range for {user}: only root is mapped; for users 1-65536: {fix}"
         ));
     }
     let total: u64 = own.iter().map(|r| u64::from(r.count)).sum();

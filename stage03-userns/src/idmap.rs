@@ -36,6 +36,7 @@ impl IdRange {
     }
 }
 
+// ANCHOR: parse_range
 /// `podman --uidmap` syntax: `CTR:HOST:COUNT`.
 impl FromStr for IdRange {
     type Err = anyhow::Error;
@@ -54,6 +55,7 @@ impl FromStr for IdRange {
         }
     }
 }
+// ANCHOR_END: parse_range
 
 /// The text the kernel expects: `CTR HOST COUNT`.
 impl fmt::Display for IdRange {
@@ -67,6 +69,7 @@ impl fmt::Display for IdRange {
 pub struct IdMap(pub Vec<IdRange>);
 
 impl IdMap {
+    // ANCHOR: map_text
     /// The map's text, one line per range, as written to `/proc/<pid>/uid_map`.
     pub fn to_proc_text(&self) -> String {
         self.0.iter().map(|r| format!("{r}\n")).collect()
@@ -80,6 +83,7 @@ impl IdMap {
             .map(|n| n.to_string())
             .collect()
     }
+    // ANCHOR_END: map_text
 
     /// True when the map is the one line an unprivileged process may write itself:
     /// a single id, its own.

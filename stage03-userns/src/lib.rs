@@ -65,6 +65,7 @@ impl Stage for Stage03 {
         "Stage 3: stage 2 without root: a user namespace maps container root to your user";
     type Args = Args;
 
+    // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
         let mut layers = Stage02::layers(&args.stage02)?;
         if let Some(plan) = decide(args)? {
@@ -74,6 +75,7 @@ impl Stage for Stage03 {
         }
         Ok(layers)
     }
+    // ANCHOR_END: layers
 
     fn doctor(report: &mut Report) {
         // Stage 1 and 2's checks ask for root, which this stage no longer needs.
@@ -81,6 +83,7 @@ impl Stage for Stage03 {
     }
 }
 
+// ANCHOR: decide
 /// The maps for this run, or `None` for no user namespace (root, by default).
 fn decide(args: &Args) -> Result<Option<plan::Plan>> {
     let request = Request {
@@ -110,6 +113,7 @@ fn decide(args: &Args) -> Result<Option<plan::Plan>> {
     }
     plan::for_user(&facts(), &request).map(Some)
 }
+// ANCHOR_END: decide
 
 /// Who we are, and what /etc/subuid, /etc/subgid and PATH offer us.
 pub fn facts() -> Facts {

@@ -131,6 +131,7 @@ pub fn for_user(facts: &Facts, request: &Request) -> Result<Plan> {
     // ANCHOR_END: default_maps
 }
 
+// ANCHOR: for_root
 /// Decides the maps for root: none unless asked, since root needs no user namespace
 /// to create the others; with `--userns=auto`, an unprivileged range of its own.
 pub fn for_root(
@@ -173,7 +174,9 @@ pub fn for_root(
         notice: None,
     }))
 }
+// ANCHOR_END: for_root
 
+// ANCHOR: requested
 /// `--uidmap`/`--gidmap` given by an ordinary user: every host id must be theirs.
 fn requested(facts: &Facts, request: &Request) -> Result<Plan> {
     let (uid, gid) = pair(request);
@@ -217,6 +220,7 @@ fn requested(facts: &Facts, request: &Request) -> Result<Plan> {
         notice: None,
     })
 }
+// ANCHOR_END: requested
 
 /// podman's rule: a map given alone serves for both uids and gids.
 fn pair(request: &Request) -> (IdMap, IdMap) {

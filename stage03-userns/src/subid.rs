@@ -79,6 +79,7 @@ pub fn next_free(ranges: &[SubRange]) -> u32 {
         .fold(100_000, u32::max)
 }
 
+// ANCHOR: ensure
 /// The range of `owner` in `path`, added on first use (as podman does for
 /// `--userns=auto`): a new `owner:start:65536` after every other range.
 pub fn ensure(path: &str, owner: &str) -> Result<SubRange> {
@@ -103,6 +104,7 @@ pub fn ensure(path: &str, owner: &str) -> Result<SubRange> {
         .with_context(|| format!("adding {owner}'s range to {path}"))?;
     Ok(range)
 }
+// ANCHOR_END: ensure
 
 #[cfg(test)]
 mod tests {

@@ -37,9 +37,11 @@ impl Layer for UserNamespace {
         "user"
     }
 
+    // ANCHOR: userns_flags
     fn clone_flags(&self) -> CloneFlags {
         CloneFlags::CLONE_NEWUSER
     }
+    // ANCHOR_END: userns_flags
 
     fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
         if let Some(notice) = &self.plan.notice {
@@ -48,6 +50,7 @@ impl Layer for UserNamespace {
         Ok(())
     }
 
+    // ANCHOR: userns_parent
     fn parent(&mut self, cx: &mut Parent) -> Result<()> {
         let Plan {
             uid, gid, writer, ..
@@ -62,20 +65,19 @@ impl Layer for UserNamespace {
             } => write::write_with_helpers(cx.pid, uid, gid, newuidmap, newgidmap),
         }
     }
+    // ANCHOR_END: userns_parent
 
+    // ANCHOR: userns_child
     fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
         // The maps are written: become container root for real, with real, effective and
         // saved ids all 0, whatever host id we were (with --uidmap our own id may not
         // even be mapped).
         let root_gid = Gid::from_raw(0);
         setresgid(root_gid, root_gid, root_gid).context("setresgid(0, 0, 0): is gid 0 mapped?")?;
-        if self.plan.writer
-            != (Writer::Direct {
-                deny_setgroups: true,
-            })
-        {
-            // The user's host groups would show up as 65534 (nogroup) inside; a
-            // container starts with none, as under runc.
+        // The user's host groups would show up as 65534 (nogroup) inside; a container
+        // starts with none, as under runc. Only where setgroups(2) is allowed: a map of
+        // one's own gid alone (written by us or by newgidmap) comes with it denied.
+        if setgroups_allowed() {
             setgroups(&[]).context("setgroups([])")?;
             explain::step("setgroups([])", "drop the host's supplementary groups");
         }
@@ -87,4 +89,11 @@ impl Layer for UserNamespace {
         );
         Ok(())
     }
+    // ANCHOR_END: userns_child
+}
+
+/// What /proc/self/setgroups says: "allow", or "deny" after a gid_map that only an
+/// unprivileged writer could make.
+fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|state| state.trim() == "allow")
 }

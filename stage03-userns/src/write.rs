@@ -1,9 +1,10 @@
 //! Writing the maps, from the parent, while the child waits.
 //!
-//! The child cannot do it: until a map exists it has no identity in its own namespace,
-//! and the kernel only accepts a map from a process that holds the ids it names in the
-//! *parent* namespace. So the parent writes them (or has the setuid helpers write them)
-//! between `clone` and releasing the child. That is the handshake of the runner.
+//! The kernel accepts a map only from a process that holds the ids it names in the
+//! *parent* namespace: the child could write the one line of its own uid (`unshare -r`
+//! does), but never the subordinate ranges, and the setuid helpers that may write those
+//! work from outside. So the parent writes every map (or has the helpers write them)
+//! between `clone` and releasing the child: one handshake for every case.
 
 use std::fs;
 use std::path::Path;
@@ -45,6 +46,7 @@ pub fn write_directly(pid: Pid, uid: &IdMap, gid: &IdMap, deny_setgroups: bool) 
     // ANCHOR_END: write_maps
 }
 
+// ANCHOR: write_proc
 /// One write, in one `write(2)` call: the kernel takes a map whole or not at all.
 fn write_proc(path: &Path, text: &str, why: &str) -> Result<()> {
     fs::write(path, text).with_context(|| format!("write {} {:?}", path.display(), text))?;
@@ -54,6 +56,7 @@ fn write_proc(path: &Path, text: &str, why: &str) -> Result<()> {
     );
     Ok(())
 }
+// ANCHOR_END: write_proc
 
 /// Has the setuid helpers write the maps: they check /etc/subuid and /etc/subgid, so
 /// that a user maps only the ids the administrator gave them.
@@ -74,6 +77,7 @@ pub fn write_with_helpers(
     // ANCHOR_END: call_newuidmap
 }
 
+// ANCHOR: start_helper
 /// A helper that is running.
 struct Helper {
     child: Child,
@@ -116,3 +120,4 @@ impl Helper {
         Ok(())
     }
 }
+// ANCHOR_END: start_helper
