@@ -69,7 +69,7 @@ pub fn apply(root: &Path) -> Result<()> {
                 &target,
                 &target,
                 true,
-                "a bind mount of itself, to remount it alone",
+                "a bind mount of itself, to make it read-only on its own",
             )?;
             make_readonly(&target, "readable, but not writable from the container")?;
         }

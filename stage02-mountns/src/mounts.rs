@@ -65,7 +65,7 @@ pub fn bind(source: &Path, target: &Path, recursive: bool, why: &str) -> Result<
     Ok(())
 }
 
-// ANCHOR: remount_readonly
+// ANCHOR: make_readonly
 /// Makes the mount at `target`, and every mount below it, read-only.
 ///
 /// The classic way, `mount(MS_REMOUNT|MS_BIND|MS_RDONLY)`, changes one mount only: a
@@ -107,7 +107,7 @@ pub fn make_readonly(target: &Path, why: &str) -> Result<()> {
     );
     Ok(())
 }
-// ANCHOR_END: remount_readonly
+// ANCHOR_END: make_readonly
 
 /// A path for people: `/proc/self/fd/7/proc` is shown as where fd 7 points, plus the
 /// rest (`/home/me/rootfs/proc`).
