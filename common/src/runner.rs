@@ -162,6 +162,10 @@ fn child(
     }
 
     let failure = match setup_child(process, layers, clone_flags) {
+        // A change of credentials (stage 3's setresuid to container root) clears the
+        // parent-death signal: arm it again, then check that the parent did not die
+        // in between.
+        Ok(()) if !rearm_parent_death(channel) => return RUNTIME_FAILED as isize,
         Ok(()) => crate::exec::exec(process),
         Err(err) => Failure {
             code: exit::code_of(&err),
@@ -172,6 +176,12 @@ fn child(
     failure.code as isize
 }
 // ANCHOR_END: child
+
+/// Arms PR_SET_PDEATHSIG again; `false` if the parent is already gone.
+fn rearm_parent_death(channel: &ChildEnd) -> bool {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    !channel.parent_gone()
+}
 
 fn setup_child(
     process: &Process,

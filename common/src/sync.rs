@@ -10,7 +10,7 @@
 //! the child is close-on-exec, so a successful `execve` closes it and the parent reads
 //! end-of-file: that is how the parent knows the command is running.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
@@ -89,6 +89,18 @@ impl ChildEnd {
                 Ok(n) => return &buf[..n] == GO,
                 Err(_) => return false,
             }
+        }
+    }
+
+    /// Whether the parent's end is closed, that is, the parent is gone.
+    pub fn parent_gone(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+            Err(_) => false,
         }
     }
 

@@ -21,6 +21,8 @@ pub fn check(report: &mut Report) {
         report.check(helper, helper_outcome(helper));
     }
     if doctor::is_root() {
+        let free =
+            subid::next_free(&[subid::read(subid::SUBUID), subid::read(subid::SUBGID)].concat());
         // Root needs no subordinate ids; `--userns auto` uses the `keel` entry.
         for file in [subid::SUBUID, subid::SUBGID] {
             let all = subid::read(file);
@@ -30,7 +32,7 @@ pub fn check(report: &mut Report) {
                     "root needs no range; --userns auto adds a `keel` range on first use".into(),
                 )
             } else {
-                ranges_outcome(file, "keel", &keel, &all)
+                ranges_outcome(file, "keel", &keel, &all, free)
             };
             report.check(file, outcome);
         }
@@ -43,7 +45,7 @@ pub fn check(report: &mut Report) {
     ] {
         report.check(
             file,
-            ranges_outcome(file, &facts.user, own, &subid::read(file)),
+            ranges_outcome(file, &facts.user, own, &subid::read(file), facts.free),
         );
     }
 }
@@ -168,9 +170,15 @@ fn has_file_caps(path: &Path) -> bool {
 }
 
 /// The user's ranges: present, large enough, not shared with anyone else.
-pub fn ranges_outcome(file: &str, user: &str, own: &[SubRange], all: &[SubRange]) -> Outcome {
-    let fix =
-        format!("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}");
+/// `free` is where a new range would overlap nobody's, for the fix.
+pub fn ranges_outcome(
+    file: &str,
+    user: &str,
+    own: &[SubRange],
+    all: &[SubRange],
+    free: u32,
+) -> Outcome {
+    let fix = subid::usermod_fix(user, free);
     if own.is_empty() {
         return Outcome::Warn(format!(
             "no range for {user}: only root is mapped; for users 1-65536: {fix}"
@@ -217,20 +225,20 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert!(matches!(
-            ranges_outcome("f", "alice", &of("alice"), &all),
+            ranges_outcome("f", "alice", &of("alice"), &all, 300000),
             Outcome::Fail(_)
         ));
         assert!(matches!(
-            ranges_outcome("f", "carol", &of("carol"), &all),
+            ranges_outcome("f", "carol", &of("carol"), &all, 300000),
             Outcome::Warn(_)
         ));
         assert!(matches!(
-            ranges_outcome("f", "dave", &of("dave"), &all),
+            ranges_outcome("f", "dave", &of("dave"), &all, 300000),
             Outcome::Warn(_)
         ));
         let fine = parse("alice:100000:65536\n");
         assert!(matches!(
-            ranges_outcome("f", "alice", &fine, &fine),
+            ranges_outcome("f", "alice", &fine, &fine, 300000),
             Outcome::Ok(_)
         ));
     }

@@ -123,8 +123,10 @@ pub fn facts() -> Facts {
         .ok()
         .flatten()
         .map_or_else(|| uid.to_string(), |u| u.name);
-    let subuids = subid::ranges_of(&subid::read(subid::SUBUID), &user, uid);
-    let subgids = subid::ranges_of(&subid::read(subid::SUBGID), &user, uid);
+    let (all_uids, all_gids) = (subid::read(subid::SUBUID), subid::read(subid::SUBGID));
+    let subuids = subid::ranges_of(&all_uids, &user, uid);
+    let subgids = subid::ranges_of(&all_gids, &user, uid);
+    let free = subid::next_free(&[all_uids, all_gids].concat());
     let helpers = which("newuidmap").zip(which("newgidmap"));
     Facts {
         uid,
@@ -133,6 +135,7 @@ pub fn facts() -> Facts {
         subuids,
         subgids,
         helpers,
+        free,
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Facts {
     pub subgids: Vec<SubRange>,
     /// newuidmap and newgidmap, when both are on PATH.
     pub helpers: Option<(PathBuf, PathBuf)>,
+    /// The first host id after every range of every user: where a new range fits.
+    pub free: u32,
 }
 
 /// What the command line asked for.
@@ -284,22 +286,32 @@ fn allowed(
 }
 
 fn single_map_notice(facts: &Facts, no_helpers: bool, no_ranges: bool) -> String {
-    let why = match (no_helpers, no_ranges) {
-        (true, true) => format!(
-            "newuidmap is not installed and {} has no subordinate ids",
-            facts.user
+    let install = "sudo apt-get install uidmap";
+    let add_range = subid::usermod_fix(&facts.user, facts.free);
+    let (why, fix) = match (no_helpers, no_ranges) {
+        (true, true) => (
+            format!(
+                "newuidmap is not installed and {} has no subordinate ids",
+                facts.user
+            ),
+            format!("{install} && {add_range}"),
         ),
-        (true, false) => "newuidmap/newgidmap are not on PATH".to_owned(),
-        _ => format!(
-            "{} has no range in {} and {}",
-            facts.user,
-            subid::SUBUID,
-            subid::SUBGID
+        (true, false) => (
+            "newuidmap/newgidmap are not on PATH".to_owned(),
+            install.to_owned(),
+        ),
+        _ => (
+            format!(
+                "{} has no range in {} and {}",
+                facts.user,
+                subid::SUBUID,
+                subid::SUBGID
+            ),
+            add_range,
         ),
     };
     format!(
-        "only root is mapped (0 -> {}) because {why}; for users 1-65536 too: \
-         sudo apt-get install uidmap && sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {}",
-        facts.uid, facts.user
+        "only root is mapped (0 -> {}) because {why}; for users 1-65536 too: {fix}",
+        facts.uid
     )
 }

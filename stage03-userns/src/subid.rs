@@ -80,6 +80,13 @@ pub fn next_free(ranges: &[SubRange]) -> u32 {
 }
 
 // ANCHOR: ensure
+/// The command that gives `user` a full range starting at `start` (use
+/// [`next_free`] of both files, so that it overlaps nobody's).
+pub fn usermod_fix(user: &str, start: u32) -> String {
+    let end = u64::from(start) + u64::from(FULL_RANGE) - 1;
+    format!("sudo usermod --add-subuids {start}-{end} --add-subgids {start}-{end} {user}")
+}
+
 /// The range of `owner` in `path`, added on first use (as podman does for
 /// `--userns=auto`): a new `owner:start:65536` after every other range.
 pub fn ensure(path: &str, owner: &str) -> Result<SubRange> {
@@ -95,13 +102,24 @@ pub fn ensure(path: &str, owner: &str) -> Result<SubRange> {
         start: next_free(&ranges),
         count: FULL_RANGE,
     };
+    // A last line without its newline must not be glued to ours.
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let separator = if text.is_empty() || text.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
     let mut file = fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(path)
         .with_context(|| format!("opening {path} to add a range for {owner}"))?;
-    writeln!(file, "{}:{}:{}", range.owner, range.start, range.count)
-        .with_context(|| format!("adding {owner}'s range to {path}"))?;
+    write!(
+        file,
+        "{separator}{}:{}:{}\n",
+        range.owner, range.start, range.count
+    )
+    .with_context(|| format!("adding {owner}'s range to {path}"))?;
     Ok(range)
 }
 // ANCHOR_END: ensure
@@ -150,5 +168,26 @@ mod tests {
         assert_eq!((first.start, first.count), (165536, 65536));
         assert_eq!(ensure(path, "keel").unwrap(), first);
         assert_eq!(read(path).len(), 2);
+    }
+
+    #[test]
+    fn ensure_keeps_a_last_line_without_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subuid");
+        fs::write(&path, "alice:100000:65536").unwrap();
+        let path = path.to_str().unwrap();
+        ensure(path, "keel").unwrap();
+        assert_eq!(
+            fs::read_to_string(path).unwrap(),
+            "alice:100000:65536\nkeel:165536:65536\n"
+        );
+    }
+
+    #[test]
+    fn the_usermod_fix_names_a_full_range() {
+        assert_eq!(
+            usermod_fix("bob", 165536),
+            "sudo usermod --add-subuids 165536-231071 --add-subgids 165536-231071 bob"
+        );
     }
 }

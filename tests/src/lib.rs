@@ -12,6 +12,8 @@
 //! - [`leaks`]: the host's mount table must not change, and no process may be left;
 //! - [`mountinfo`]: reading `/proc/*/mountinfo`;
 //! - [`skip`]: skipping, loudly, what this machine cannot run;
+//! - [`users`]: the ordinary users the rootless graders (stage03) run as, created and
+//!   removed by the graders, and copies of the fixtures that those users can reach;
 //! - [`workspace`]: where the workspace and the graders' build directories are;
 //! - [`checks`]: graders that every stage passes the same way (exit codes, signals, ...).
 
@@ -23,10 +25,11 @@ pub mod rootfs;
 pub mod running;
 pub mod runtime;
 pub mod skip;
+pub mod users;
 pub mod workspace;
 
 pub use leaks::{LeakCheck, Marker};
-pub use probe::{BreakoutReport, ProbeReport, ReadReport};
+pub use probe::{BreakoutReport, CallReport, ProbeReport, ReadReport};
 pub use running::Running;
-pub use runtime::{Invocation, Output, Runtime};
+pub use runtime::{Invocation, Output, RunAs, Runtime};
 pub use skip::{Skip, require_root};

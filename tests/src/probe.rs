@@ -160,6 +160,18 @@ pub struct ReadReport {
     pub bytes: Option<u64>,
 }
 
+/// What `keel-probe setgroups | init-module | settime | mount ...` reports: how the
+/// kernel answered one privileged call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallReport {
+    /// The call, as C would write it.
+    pub call: String,
+    pub ok: bool,
+    /// The error number when it failed (`EPERM` is 1).
+    pub errno: Option<i32>,
+    pub error: Option<String>,
+}
+
 /// The namespaces of the graders' own process: the host's, to compare with.
 pub fn host_namespaces() -> BTreeMap<String, u64> {
     ["pid", "mnt", "uts", "ipc", "net", "user", "cgroup"]

@@ -233,6 +233,38 @@ pub(crate) fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitSta
     }
 }
 
+/// Waits until the process `pid` (any process, not only a child) has exited, for at
+/// most `timeout`; `false` if it is still alive then. Nothing sleeps: a pidfd becomes
+/// readable when its process exits.
+pub fn wait_for_exit(pid: Pid, timeout: Duration) -> bool {
+    let Ok(pidfd) = pidfd_open(pid.as_raw() as u32) else {
+        // ESRCH: it is already gone.
+        return true;
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let millis = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut pollfd = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        match unsafe { libc::poll(&mut pollfd, 1, millis) } {
+            1 => return true,
+            0 if Instant::now() >= deadline => return false,
+            0 => continue,
+            _ => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    panic!("poll(pidfd of {pid}): {err}");
+                }
+            }
+        }
+    }
+}
+
 fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags, and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };

@@ -45,6 +45,19 @@ pub struct Runtime {
     binary: PathBuf,
     options: Vec<OsString>,
     probe: ProbeAt,
+    user: Option<RunAs>,
+}
+
+/// An ordinary user to run a stage as (stage03's rootless graders), instead of the
+/// graders' own root.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    /// The user's name, for messages.
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// The user's whole environment: the graders' own is not passed on.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Runtime {
@@ -56,6 +69,7 @@ impl Runtime {
             binary: binary.into(),
             options: Vec::new(),
             probe: ProbeAt::Host,
+            user: None,
         }
     }
 
@@ -79,6 +93,19 @@ impl Runtime {
     pub fn with_probe_at(mut self, probe: ProbeAt) -> Self {
         self.probe = probe;
         self
+    }
+
+    /// Runs every invocation as `user` (uid, gid, no supplementary groups, and the
+    /// user's environment). The binary must be one the user can execute: a build
+    /// directory may be closed to other users (see `users::accessible_copy`).
+    pub fn as_user(mut self, user: RunAs) -> Self {
+        self.user = Some(user);
+        self
+    }
+
+    /// The user every invocation runs as, if not the graders' own.
+    pub fn user(&self) -> Option<&RunAs> {
+        self.user.as_ref()
     }
 
     /// `stage run [options] [-- CMD...]`.
@@ -264,6 +291,15 @@ impl Invocation {
             command.args(&argv);
             command
         };
+        if let Some(user) = &self.runtime.user {
+            // Run by root, std drops the supplementary groups (setgroups(0, NULL))
+            // before setgid and setuid: the user's process has no group of root's.
+            command
+                .uid(user.uid)
+                .gid(user.gid)
+                .env_clear()
+                .envs(user.env.iter().map(|(k, v)| (k, v)));
+        }
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -301,6 +337,8 @@ impl fmt::Display for Invocation {
         write!(f, "`")?;
         if self.as_nobody {
             write!(f, " (as nobody)")?;
+        } else if let Some(user) = &self.runtime.user {
+            write!(f, " (as {})", user.name)?;
         }
         Ok(())
     }

@@ -4,13 +4,20 @@
 //! keel-probe                 print a report: pid, ids, maps, namespaces, mounts, fds, ...
 //! keel-probe breakout PATH   try the classic chroot escape, then look for PATH
 //! keel-probe read PATH       try to open and read PATH
+//! keel-probe setgroups       try setgroups([])
+//! keel-probe init-module     try to load a (empty) kernel module
+//! keel-probe settime         try settimeofday(NULL, NULL), which only checks CAP_SYS_TIME
+//! keel-probe mount SRC DST FSTYPE   try a read-only mount
 //! ```
 //!
 //! Everything is printed as one JSON object on stdout, for the graders to parse. The
 //! probe only *looks*: it reads files under `/proc` and `/sys`, and never trusts the
-//! C library (there is none in a busybox rootfs; the probe is linked statically).
+//! C library (there is none in a busybox rootfs; the probe is linked statically). The
+//! privileged calls it tries (`setgroups`, `init-module`, `settime`, `mount`) are made
+//! so that they change nothing that outlives the container, even where they succeed.
 
 mod breakout;
+mod call;
 mod read;
 mod report;
 
@@ -23,8 +30,15 @@ fn main() -> ExitCode {
         [] | ["report"] => report::report(),
         ["breakout", marker] => breakout::breakout(marker),
         ["read", path] => read::read(path),
+        ["setgroups"] => call::setgroups(),
+        ["init-module"] => call::init_module(),
+        ["settime"] => call::settime(),
+        ["mount", source, target, fstype] => call::mount(source, target, fstype),
         _ => {
-            eprintln!("usage: keel-probe [report | breakout MARKER | read PATH]");
+            eprintln!(
+                "usage: keel-probe [report | breakout MARKER | read PATH | setgroups | \
+                 init-module | settime | mount SRC DST FSTYPE]"
+            );
             return ExitCode::from(2);
         }
     };

@@ -2,11 +2,14 @@
 //! runtime had open gets in.
 
 use std::io::Write;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use crate::leaks::Marker;
 use crate::probe::ProbeReport;
+use crate::running::wait_for_exit;
 use crate::runtime::Runtime;
 use crate::workspace;
 
@@ -95,4 +98,33 @@ pub fn inherited_fds_are_closed(runtime: &Runtime) {
         "fds above stderr reached the container: {leaked:?} (close or mark close-on-exec \
          every inherited fd before execve)"
     );
+}
+
+/// When the runtime itself is killed (SIGKILL: it can run no cleanup), its container
+/// dies with it: the runtime arms the parent-death signal (`PR_SET_PDEATHSIG`) in the
+/// child, and the kernel kills the container when the runtime goes.
+///
+/// The kernel *clears* that setting whenever the child's effective uid or gid changes
+/// (prctl(2)), as when it becomes container root with `setresuid` under a map where
+/// container root is not the caller's own id: the runtime must arm it again after.
+pub fn container_dies_when_the_runtime_is_killed(runtime: &Runtime, options: &[String]) {
+    let marker = Marker::new();
+    let script = format!("echo ready; exec {}", marker.sleep());
+    let mut running = runtime.run().args(options).sh(&script).spawn();
+    assert_eq!(running.read_line(), "ready");
+    let container = running.container_pid();
+    running.signal(Signal::SIGKILL);
+    // The kernel sends the parent-death signal as the runtime exits: at once.
+    let died = wait_for_exit(container, Duration::from_secs(3));
+    let survivors = marker.processes();
+    for pid in &survivors {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    assert!(
+        died && survivors.is_empty(),
+        "the container (host PID {container}) outlived its runtime, killed by SIGKILL \
+         (still alive: {survivors:?}): arm PR_SET_PDEATHSIG in the child, and arm it again \
+         after any change of its uid or gid (setresuid/setresgid clear it)"
+    );
+    running.wait().expect_code(128 + Signal::SIGKILL as i32);
 }
