@@ -114,9 +114,9 @@ pub fn ensure(path: &str, owner: &str) -> Result<SubRange> {
         .create(true)
         .open(path)
         .with_context(|| format!("opening {path} to add a range for {owner}"))?;
-    write!(
+    writeln!(
         file,
-        "{separator}{}:{}:{}\n",
+        "{separator}{}:{}:{}",
         range.owner, range.start, range.count
     )
     .with_context(|| format!("adding {owner}'s range to {path}"))?;
