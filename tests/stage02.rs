@@ -640,6 +640,27 @@ mod volumes {
         );
     }
 
+    #[test]
+    fn read_only_volume_is_read_only_below_its_own_mounts_too() {
+        let (stage, _rootfs) = need!(stage02_private());
+        let _leaks = LeakCheck::start();
+        // The host's /dev has mounts of its own below it: /dev/shm is a tmpfs.
+        let name = format!("keel-ro-{}", std::process::id());
+        let host_file = Path::new("/dev/shm").join(&name);
+        let out = stage
+            .run()
+            .args(["-v", "/dev:/hostdev:ro"])
+            .sh(&format!("touch /hostdev/shm/{name}"))
+            .output();
+        let leaked = host_file.exists();
+        let _ = std::fs::remove_file(&host_file);
+        assert!(
+            !leaked,
+            "a :ro volume let the container write into a mount below it\n{out}"
+        );
+        assert_ne!(out.code, 0, "writing below a :ro volume should fail\n{out}");
+    }
+
     /// A rootfs whose `/escape` is a symlink (`link_to`) out of it, and the host
     /// directory it points to, that a careless runtime would mount over.
     fn escape_attempt(link_to: impl Fn(&Path) -> PathBuf) {
@@ -710,6 +731,19 @@ mod bad_input {
             .cmd(["true"])
             .output();
         cli_checks::expect_runtime_failure(&stage, &out, &["/nonexistent"]);
+    }
+
+    #[test]
+    fn rootfs_whose_proc_is_a_symlink_exits_125() {
+        need!(require_root());
+        let rootfs = need!(rootfs::private_copy());
+        let stage = in_rootfs(rootfs.path());
+        let _leaks = LeakCheck::start();
+        let proc = rootfs.path().join("proc");
+        std::fs::remove_dir(&proc).expect("remove the rootfs's /proc");
+        std::os::unix::fs::symlink("/", &proc).expect("make /proc a symlink to /");
+        let out = stage.run().cmd(["true"]).output();
+        cli_checks::expect_runtime_failure(&stage, &out, &["/proc", "symlink"]);
     }
 
     #[test]
