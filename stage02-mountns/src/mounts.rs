@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use common::explain;
@@ -28,7 +28,7 @@ pub fn mount_fs(
     explain::step(
         format_args!(
             "mount({fstype:?}, {:?}, {fstype:?}, {}, {:?})",
-            shown(target),
+            Shown(target),
             explain::flags(&flags),
             data.unwrap_or("")
         ),
@@ -56,8 +56,8 @@ pub fn bind(source: &Path, target: &Path, recursive: bool, why: &str) -> Result<
     explain::step(
         format_args!(
             "mount({:?}, {:?}, NULL, {})",
-            shown(source),
-            shown(target),
+            Shown(source),
+            Shown(target),
             explain::flags(&flags)
         ),
         why,
@@ -101,7 +101,7 @@ pub fn make_readonly(target: &Path, why: &str) -> Result<()> {
     explain::step(
         format_args!(
             "mount_setattr({:?}, AT_RECURSIVE, {{attr_set: MOUNT_ATTR_RDONLY}})",
-            shown(target)
+            Shown(target)
         ),
         why,
     );
@@ -112,25 +112,25 @@ pub fn make_readonly(target: &Path, why: &str) -> Result<()> {
 /// A path for people: `/proc/self/fd/7/proc` is shown as where fd 7 points, plus the
 /// rest (`/home/me/rootfs/proc`).
 pub fn shown(path: &Path) -> String {
-    let mut parts = path.components();
-    let fd = match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some(Component::RootDir), Some(p), Some(s), Some(f), Some(Component::Normal(n)))
-            if (p.as_os_str(), s.as_os_str(), f.as_os_str())
-                == ("proc".as_ref(), "self".as_ref(), "fd".as_ref()) =>
-        {
-            n
-        }
-        _ => return path.display().to_string(),
+    let Ok(rest) = path.strip_prefix("/proc/self/fd") else {
+        return path.display().to_string();
+    };
+    let mut parts = rest.components();
+    let Some(fd) = parts.next() else {
+        return path.display().to_string();
     };
     match std::fs::read_link(Path::new("/proc/self/fd").join(fd)) {
         Ok(target) if parts.as_path().as_os_str().is_empty() => target.display().to_string(),
         Ok(target) => target.join(parts.as_path()).display().to_string(),
         Err(_) => path.display().to_string(),
+    }
+}
+
+/// [`shown`], computed only when printed: `--explain` is usually off.
+struct Shown<'a>(&'a Path);
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", shown(self.0))
     }
 }
