@@ -64,7 +64,7 @@ mod clone_flags {
 /// `ls /proc` read /proc, and the host's /proc shows the host's processes.
 mod mount_proc {
     use super::*;
-    use keel_graders::probe::{ProbeReport, host_namespaces};
+    use keel_graders::probe::{self, host_namespaces};
 
     #[test]
     fn ls_proc_shows_only_the_containers_pids() {
@@ -84,7 +84,7 @@ mod mount_proc {
     fn mount_namespace_differs_from_the_hosts() {
         let stage = need!(stage01());
         let _leaks = LeakCheck::start();
-        let report: ProbeReport = stage.run().probe([] as [&str; 0]).output().json();
+        let report = probe::report(&stage);
         assert_ne!(
             report.namespace("mnt"),
             host_namespaces()["mnt"],

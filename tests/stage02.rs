@@ -11,9 +11,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use keel_graders::checks::{cli as cli_checks, lifecycle, pid};
+use keel_graders::checks::rootfs as rootfs_checks;
+use keel_graders::checks::{cli as cli_checks, dev, lifecycle, pid, pseudofs};
 use keel_graders::mountinfo::{self, Mount};
-use keel_graders::probe::{BreakoutReport, ProbeReport, ReadReport, host_namespaces};
+use keel_graders::probe::{self, ReadReport, host_namespaces};
 use keel_graders::rootfs;
 use keel_graders::runtime::ProbeAt;
 use keel_graders::{LeakCheck, Runtime, Skip, need, require_root, workspace};
@@ -40,27 +41,6 @@ fn in_rootfs(rootfs: &Path) -> Runtime {
         .with_probe_at(ProbeAt::Inside(rootfs::PROBE.into()))
 }
 
-/// What the probe sees in the busybox rootfs.
-fn probe_report(stage: &Runtime) -> ProbeReport {
-    stage.run().probe([] as [&str; 0]).output().json()
-}
-
-/// A file on the host, outside every rootfs (and not under /tmp, which the container
-/// covers with its own tmpfs: that would hide a breakout instead of preventing it).
-fn host_marker() -> tempfile::NamedTempFile {
-    tempfile::Builder::new()
-        .prefix("keel-host-marker-")
-        .tempfile_in(workspace::graders_dir())
-        .expect("create a marker file on the host")
-}
-
-/// The names `ls DIR` prints, as a set.
-fn listing(stage: &Runtime, dir: &str) -> BTreeSet<String> {
-    let out = stage.run().cmd(["ls", "-A", dir]).output();
-    out.expect_success();
-    out.words().into_iter().map(str::to_owned).collect()
-}
-
 /// Exercise: `pivot_root` into the rootfs and detach the old root. A `chroot` would
 /// pass the first look (`ls /`), and fail the breakout.
 mod pivot_root {
@@ -70,19 +50,14 @@ mod pivot_root {
     fn ls_root_shows_the_rootfs() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let expected: BTreeSet<String> = rootfs::top_level().into_iter().collect();
-        assert_eq!(
-            listing(&stage, "/"),
-            expected,
-            "`ls /` should show the rootfs"
-        );
+        rootfs_checks::ls_root_shows_the_rootfs(&stage);
     }
 
     #[test]
     fn host_file_outside_the_rootfs_is_unreachable() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let marker = host_marker();
+        let marker = rootfs_checks::host_marker(&workspace::graders_dir());
         let report: ReadReport = stage
             .run()
             .probe(["read".as_ref(), marker.path()])
@@ -99,19 +74,7 @@ mod pivot_root {
     fn old_root_is_detached() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
-        let foreign: Vec<String> = report
-            .mounts()
-            .iter()
-            .filter(|m| !is_container_mount_point(&m.mount_point))
-            .map(Mount::key)
-            .collect();
-        assert!(
-            foreign.is_empty(),
-            "mounts of the host are still visible in the container: the old root must be \
-             unmounted (umount2(old_root, MNT_DETACH)) after pivot_root\n{}",
-            foreign.join("\n")
-        );
+        rootfs_checks::old_root_is_detached(&stage);
     }
 
     #[test]
@@ -119,35 +82,15 @@ mod pivot_root {
         let stage = need!(stage02_busybox());
         let rootfs = need!(rootfs::busybox());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
-        let mounts = report.mounts();
-        let root = mountinfo::find(&mounts, "/").expect("the container has a / mount");
-        let dir_name = rootfs.file_name().unwrap_or_default().to_string_lossy();
-        assert!(
-            root.root.ends_with(&*dir_name),
-            "/ should be (a bind mount of) {}, but it is {}",
-            rootfs.display(),
-            root.key()
-        );
+        rootfs_checks::root_mount_is_the_rootfs_directory(&stage, rootfs);
     }
 
     #[test]
     fn chroot_breakout_does_not_reach_the_host() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let marker = host_marker();
-        let report: BreakoutReport = stage
-            .run()
-            .probe(["breakout".as_ref(), marker.path()])
-            .output()
-            .json();
-        assert!(
-            !report.marker_visible,
-            "the chroot breakout reached the host's root ({} is visible; `/` holds {:?}): \
-             use pivot_root, not chroot, and detach the old root",
-            marker.path().display(),
-            report.root
-        );
+        let marker = rootfs_checks::host_marker(&workspace::graders_dir());
+        let report = rootfs_checks::chroot_breakout_does_not_reach_the_host(&stage, marker.path());
         if report.ok {
             assert_eq!(
                 report.root,
@@ -161,7 +104,7 @@ mod pivot_root {
     fn mount_namespace_differs_from_the_hosts() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
+        let report = probe::report(&stage);
         assert_ne!(report.namespace("mnt"), host_namespaces()["mnt"]);
     }
 
@@ -172,15 +115,6 @@ mod pivot_root {
         stage.run().cmd(["true"]).output().expect_success();
         leaks.assert_no_mount_leaked();
     }
-
-    /// Mount points a container of this stage may have: its root and its pseudo
-    /// filesystems. Everything else came from the host.
-    fn is_container_mount_point(point: &str) -> bool {
-        point == "/"
-            || ["/proc", "/dev", "/sys", "/tmp"]
-                .iter()
-                .any(|prefix| point == *prefix || point.starts_with(&format!("{prefix}/")))
-    }
 }
 
 /// Exercise: populate /dev. A container gets a small tmpfs /dev with a handful of safe
@@ -189,25 +123,11 @@ mod pivot_root {
 mod populate_dev {
     use super::*;
 
-    /// What `ls /dev` shows in a container without a terminal (`console` is there only
-    /// with one).
-    const DEV_ENTRIES: [&str; 15] = [
-        "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
-        "stdout", "tty", "urandom", "zero", "console",
-    ];
-
     #[test]
     fn ls_dev_shows_the_standard_devices() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let seen = listing(&stage, "/dev");
-        let expected: BTreeSet<String> = DEV_ENTRIES[..14].iter().map(|s| s.to_string()).collect();
-        let mut without_console = seen.clone();
-        without_console.remove("console");
-        assert_eq!(
-            without_console, expected,
-            "`ls /dev` should show exactly the standard devices (and console with a tty)"
-        );
+        dev::ls_dev_shows_the_standard_devices(&stage);
     }
 
     #[test]
@@ -265,7 +185,7 @@ mod populate_dev {
     fn dev_is_a_tmpfs_not_the_hosts_dev() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let mounts = probe_report(&stage).mounts();
+        let mounts = probe::report(&stage).mounts();
         let dev = mountinfo::find(&mounts, "/dev").expect("the container has a /dev mount");
         assert_eq!(
             dev.fs_type,
@@ -279,7 +199,7 @@ mod populate_dev {
     fn dev_pts_is_a_new_devpts_instance() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let mounts = probe_report(&stage).mounts();
+        let mounts = probe::report(&stage).mounts();
         let pts = mountinfo::find(&mounts, "/dev/pts").expect("the container has /dev/pts");
         assert_eq!(pts.fs_type, "devpts", "/dev/pts: {}", pts.key());
         let host_instances: Vec<Mount> = mountinfo::own()
@@ -293,7 +213,7 @@ mod populate_dev {
             pts.device
         );
         assert_eq!(
-            listing(&stage, "/dev/pts"),
+            rootfs_checks::listing(&stage, "/dev/pts"),
             BTreeSet::from(["ptmx".to_owned()]),
             "a new devpts holds only ptmx until a terminal is opened"
         );
@@ -310,7 +230,7 @@ mod populate_dev {
         out.expect_success();
         if out.stdout.trim() == "not-a-link" {
             // A bind mount of /dev/pts/ptmx is the other correct way.
-            let mounts = probe_report(&stage).mounts();
+            let mounts = probe::report(&stage).mounts();
             let ptmx = mountinfo::find(&mounts, "/dev/ptmx");
             let pts = mountinfo::find(&mounts, "/dev/pts");
             assert!(
@@ -348,7 +268,7 @@ mod populate_dev {
     fn dev_shm_is_a_writable_tmpfs() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let mounts = probe_report(&stage).mounts();
+        let mounts = probe::report(&stage).mounts();
         let shm = mountinfo::find(&mounts, "/dev/shm").expect("the container has /dev/shm");
         assert_eq!(shm.fs_type, "tmpfs", "/dev/shm: {}", shm.key());
         let out = stage
@@ -363,7 +283,7 @@ mod populate_dev {
     fn dev_mqueue_is_an_mqueue_filesystem() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let mounts = probe_report(&stage).mounts();
+        let mounts = probe::report(&stage).mounts();
         let mqueue =
             mountinfo::find(&mounts, "/dev/mqueue").expect("the container has /dev/mqueue");
         assert_eq!(mqueue.fs_type, "mqueue", "/dev/mqueue: {}", mqueue.key());
@@ -375,14 +295,6 @@ mod populate_dev {
 mod pseudo_filesystems {
     use super::*;
 
-    /// runc's masked files: a container reads nothing from them.
-    const MASKED_FILES: [&str; 5] = [
-        "/proc/kcore",
-        "/proc/keys",
-        "/proc/timer_list",
-        "/proc/latency_stats",
-        "/proc/sched_debug",
-    ];
     /// runc's masked directories: a container sees them empty.
     const MASKED_DIRS: [&str; 3] = ["/proc/scsi", "/sys/firmware", "/proc/acpi"];
     /// runc's read-only paths.
@@ -412,10 +324,7 @@ mod pseudo_filesystems {
     fn sys_is_read_only() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let mounts = probe_report(&stage).mounts();
-        let sys = mountinfo::find(&mounts, "/sys").expect("the container has /sys");
-        assert_eq!(sys.fs_type, "sysfs", "/sys: {}", sys.key());
-        assert!(sys.is_read_only(), "/sys must be read-only: {}", sys.key());
+        pseudofs::sys_is_read_only(&stage);
     }
 
     #[test]
@@ -423,16 +332,11 @@ mod pseudo_filesystems {
         let stage = need!(stage02_busybox());
         let rootfs = need!(rootfs::busybox());
         let _leaks = LeakCheck::start();
-        let mounts = probe_report(&stage).mounts();
+        let mounts = probe::report(&stage).mounts();
         let tmp = mountinfo::find(&mounts, "/tmp").expect("the container has /tmp");
         assert_eq!(tmp.fs_type, "tmpfs", "/tmp: {}", tmp.key());
         let name = format!("keel-tmp-{}", std::process::id());
-        let out = stage
-            .run()
-            .sh(&format!("echo written > /tmp/{name} && cat /tmp/{name}"))
-            .output();
-        out.expect_success();
-        assert_eq!(out.stdout.trim(), "written", "\n{out}");
+        pseudofs::tmp_is_writable(&stage, &name);
         assert!(
             !rootfs.join("tmp").join(&name).exists(),
             "the file landed in the rootfs's tmp directory: /tmp should be a tmpfs"
@@ -443,24 +347,7 @@ mod pseudo_filesystems {
     fn masked_files_read_empty() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let present: Vec<&str> = MASKED_FILES
-            .into_iter()
-            .filter(|f| Path::new(f).exists())
-            .collect();
-        // `head -c 1` reads one byte at most: an unmasked /proc/kcore is huge.
-        let script = present
-            .iter()
-            .map(|f| format!("echo {f} $(head -c 1 {f} 2>/dev/null | wc -c)"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let out = stage.run().sh(&script).output();
-        out.expect_success();
-        for file in present {
-            assert!(
-                out.lines().contains(&format!("{file} 0").as_str()),
-                "{file} should read empty (masked by binding /dev/null over it)\n{out}"
-            );
-        }
+        pseudofs::masked_files_read_empty(&stage, &pseudofs::MASKED_FILES);
     }
 
     #[test]
@@ -480,7 +367,7 @@ mod pseudo_filesystems {
     fn proc_sys_and_friends_are_read_only() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        let mounts = probe_report(&stage).mounts();
+        let mounts = probe::report(&stage).mounts();
         for path in READ_ONLY.into_iter().filter(|p| Path::new(p).exists()) {
             let mount = mountinfo::find(&mounts, path);
             assert!(
@@ -516,16 +403,7 @@ mod host_rootfs {
     fn ls_usr_bin_lists_the_hosts_programs() {
         let stage = need!(stage02());
         let _leaks = LeakCheck::start();
-        let host: BTreeSet<String> = std::fs::read_dir("/usr/bin")
-            .expect("read the host's /usr/bin")
-            .filter_map(Result::ok)
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            listing(&stage, "/usr/bin"),
-            host,
-            "/usr/bin should be the host's"
-        );
+        rootfs_checks::usr_bin_is_the_hosts(&stage);
     }
 
     #[test]
@@ -556,18 +434,7 @@ mod host_rootfs {
     fn usr_is_read_only() {
         let stage = need!(stage02());
         let _leaks = LeakCheck::start();
-        let file = format!("/usr/keel-graders-{}", std::process::id());
-        let out = stage.run().cmd(["touch", &file]).output();
-        let created = Path::new(&file).exists();
-        let _ = std::fs::remove_file(&file);
-        assert!(
-            !created,
-            "the container wrote {file} into the host's /usr\n{out}"
-        );
-        assert_ne!(
-            out.code, 0,
-            "writing under /usr should fail: it is read-only\n{out}"
-        );
+        rootfs_checks::usr_is_read_only(&stage);
     }
 }
 

@@ -16,13 +16,14 @@
 //! probe is `/bin/keel-probe` there), or in the default rootfs of the host's programs.
 //! Every grader also checks that the host's mount table is unchanged afterwards.
 
-use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use keel_graders::checks::{cli as cli_checks, lifecycle, pid};
-use keel_graders::mountinfo::{self, Mount};
-use keel_graders::probe::{BreakoutReport, CallReport, ProbeReport, ReadReport, host_namespaces};
+use keel_graders::checks::rootfs as rootfs_checks;
+use keel_graders::checks::{cli as cli_checks, dev, lifecycle, pid, pseudofs};
+use keel_graders::mountinfo;
+use keel_graders::probe::{self, CallReport, ProbeReport, ReadReport, host_namespaces};
 use keel_graders::rootfs;
 use keel_graders::runtime::ProbeAt;
 use keel_graders::users::{self, TestUser};
@@ -84,12 +85,8 @@ fn root_busybox() -> Result<Runtime, Skip> {
     Ok(in_rootfs(users::accessible_busybox()?))
 }
 
-fn probe_report(stage: &Runtime) -> ProbeReport {
-    probe_report_with(stage, &[])
-}
-
 /// The probe's report, with runtime options.
-fn probe_report_with(stage: &Runtime, options: &[&str]) -> ProbeReport {
+fn probe_report_with<S: AsRef<OsStr>>(stage: &Runtime, options: &[S]) -> ProbeReport {
     stage
         .run()
         .args(options)
@@ -138,16 +135,63 @@ fn owner(path: &Path) -> (u32, u32) {
     (meta.uid(), meta.gid())
 }
 
+/// Checks that the host's `path` belongs to `user`, its uid and gid; `why` says why.
+fn assert_owned_by_user(path: &Path, user: &TestUser, why: &str) {
+    assert_eq!(
+        owner(path),
+        (user.uid, user.gid),
+        "{why} ({}:{})",
+        user.uid,
+        user.gid
+    );
+}
+
 /// `-v HOST:CTR[:ro]`.
 fn volume(host: &Path, target: &str, suffix: &str) -> String {
     format!("{}:{target}{suffix}", host.display())
 }
 
-/// The names `ls -A DIR` prints, as a set.
-fn listing(stage: &Runtime, dir: &str) -> BTreeSet<String> {
-    let out = stage.run().cmd(["ls", "-A", dir]).output();
-    out.expect_success();
-    out.words().into_iter().map(str::to_owned).collect()
+/// Runs `script` in a container of `user` whose `/root` is a new host directory of the
+/// user's (mode 0700); returns the directory, to look at its files, and the output.
+fn in_users_own_root(
+    user: &TestUser,
+    stage: &Runtime,
+    script: &str,
+) -> (tempfile::TempDir, Output) {
+    let dir = users::dir_owned_by(user.uid, user.gid, 0o700);
+    let out = stage
+        .run()
+        .args(["-v", &volume(dir.path(), "/root", "")])
+        .sh(script)
+        .output();
+    (dir, out)
+}
+
+/// Runtime options that map ids: `[(flag, line)]` as `flag line flag line ...`.
+fn maps(lines: &[(&str, String)]) -> Vec<String> {
+    lines
+        .iter()
+        .flat_map(|(flag, line)| [(*flag).to_owned(), line.clone()])
+        .collect()
+}
+
+/// Root's `keel` range in `path` (`/etc/subuid` or `/etc/subgid`), which
+/// `--userns=auto` adds on first use.
+fn keel_range(path: &str) -> users::SubRange {
+    users::read_ranges(path)
+        .into_iter()
+        .find(|r| r.owner == users::KEEL_OWNER)
+        .unwrap_or_else(|| panic!("--userns=auto should have added a keel range to {path}"))
+}
+
+/// Runs `true` with `--userns=auto`, which must succeed.
+fn run_true_with_userns_auto(stage: &Runtime) {
+    stage
+        .run()
+        .args(["--userns", "auto"])
+        .cmd(["true"])
+        .output()
+        .expect_success();
 }
 
 /// The stage's notice that only root is mapped.
@@ -179,7 +223,7 @@ mod write_maps {
     fn uid_map_is_the_one_line_0_uid_1() {
         let (user, stage) = need!(without_ranges());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
+        let report = probe::report(&stage);
         assert_eq!(
             map_lines(report.uid_map.as_deref()),
             [[0, u64::from(user.uid), 1]],
@@ -241,7 +285,7 @@ mod write_maps {
     fn user_namespace_differs_from_the_hosts() {
         let (_, stage) = need!(without_ranges());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
+        let report = probe::report(&stage);
         assert_ne!(
             report.namespace("user"),
             host_namespaces()["user"],
@@ -254,19 +298,12 @@ mod write_maps {
     fn file_made_by_container_root_belongs_to_the_user() {
         let (user, stage) = need!(without_ranges());
         let _leaks = LeakCheck::start();
-        let dir = users::dir_owned_by(user.uid, user.gid, 0o700);
-        let out = stage
-            .run()
-            .args(["-v", &volume(dir.path(), "/root", "")])
-            .sh("echo made inside > /root/made")
-            .output();
+        let (dir, out) = in_users_own_root(user, &stage, "echo made inside > /root/made");
         out.expect_success();
-        assert_eq!(
-            owner(&dir.path().join("made")),
-            (user.uid, user.gid),
-            "a file made by container root belongs, on the host, to the user ({}:{})",
-            user.uid,
-            user.gid
+        assert_owned_by_user(
+            &dir.path().join("made"),
+            user,
+            "a file made by container root belongs, on the host, to the user",
         );
     }
 
@@ -274,12 +311,8 @@ mod write_maps {
     fn chown_to_an_unmapped_id_fails() {
         let (user, stage) = need!(without_ranges());
         let _leaks = LeakCheck::start();
-        let dir = users::dir_owned_by(user.uid, user.gid, 0o700);
-        let out = stage
-            .run()
-            .args(["-v", &volume(dir.path(), "/root", "")])
-            .sh("touch /root/file && chown 1:1 /root/file")
-            .output();
+        let (dir, out) =
+            in_users_own_root(user, &stage, "touch /root/file && chown 1:1 /root/file");
         assert_ne!(
             out.code, 0,
             "with only root mapped, uid 1 does not exist: chown 1:1 must fail\n{out}"
@@ -325,13 +358,7 @@ mod write_maps {
         let _subid = users::KeelRangeGuard::acquire();
         let _leaks = LeakCheck::start();
         let report = probe_report_with(&stage, &["--userns", "auto"]);
-        let keel = |path| {
-            users::read_ranges(path)
-                .into_iter()
-                .find(|r| r.owner == users::KEEL_OWNER)
-                .unwrap_or_else(|| panic!("--userns=auto should have added a keel range to {path}"))
-        };
-        let (uids, gids) = (keel(users::SUBUID), keel(users::SUBGID));
+        let (uids, gids) = (keel_range(users::SUBUID), keel_range(users::SUBGID));
         assert_eq!(
             map_lines(report.uid_map.as_deref()),
             [[0, u64::from(uids.start), u64::from(uids.count)]],
@@ -364,7 +391,7 @@ mod call_newuidmap {
     fn uid_map_maps_root_to_the_user_and_1_up_to_its_range() {
         let (user, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
+        let report = probe::report(&stage);
         let expected = expected_map(user.uid, &user.subuids);
         assert_eq!(
             map_lines(report.uid_map.as_deref()),
@@ -381,7 +408,7 @@ mod call_newuidmap {
     fn gid_map_maps_root_to_the_users_group_and_1_up_to_its_range() {
         let (user, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
+        let report = probe::report(&stage);
         assert_eq!(
             map_lines(report.gid_map.as_deref()),
             expected_map(user.gid, &user.subgids),
@@ -423,12 +450,11 @@ mod call_newuidmap {
     fn chown_1_1_inside_is_the_first_subordinate_id_on_the_host() {
         let (user, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let dir = users::dir_owned_by(user.uid, user.gid, 0o700);
-        let out = stage
-            .run()
-            .args(["-v", &volume(dir.path(), "/root", "")])
-            .sh("touch /root/one /root/thousand && chown 1:1 /root/one && chown 1000:1000 /root/thousand")
-            .output();
+        let (dir, out) = in_users_own_root(
+            user,
+            &stage,
+            "touch /root/one /root/thousand && chown 1:1 /root/one && chown 1000:1000 /root/thousand",
+        );
         out.expect_success();
         let (uid_start, gid_start) = (user.subuid().start, user.subgid().start);
         assert_eq!(
@@ -479,17 +505,12 @@ mod call_newuidmap {
         let (user, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
         let (uids, gids) = (user.subuid(), user.subgid());
-        let options = [
-            "--uidmap".to_owned(),
-            format!("0:{}:1", user.uid),
-            "--uidmap".to_owned(),
-            format!("1:{}:500", uids.start + 1000),
-            "--gidmap".to_owned(),
-            format!("0:{}:1", user.gid),
-            "--gidmap".to_owned(),
-            format!("1:{}:500", gids.start + 1000),
-        ];
-        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        let options = maps(&[
+            ("--uidmap", format!("0:{}:1", user.uid)),
+            ("--uidmap", format!("1:{}:500", uids.start + 1000)),
+            ("--gidmap", format!("0:{}:1", user.gid)),
+            ("--gidmap", format!("1:{}:500", gids.start + 1000)),
+        ]);
         let report = probe_report_with(&stage, &options);
         assert_eq!(
             map_lines(report.uid_map.as_deref()),
@@ -515,7 +536,7 @@ mod call_newuidmap {
     fn user_namespace_differs_from_the_hosts() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
+        let report = probe::report(&stage);
         assert_ne!(report.namespace("user"), host_namespaces()["user"]);
     }
 }
@@ -565,21 +586,8 @@ mod rootless {
         let user = need!(users::with_ranges());
         let (stage, rootfs) = need!(private_as(user));
         let _leaks = LeakCheck::start();
-        let expected: BTreeSet<String> = rootfs::top_level().into_iter().collect();
-        assert_eq!(
-            listing(&stage, "/"),
-            expected,
-            "`ls /` should show the rootfs given with --rootfs"
-        );
-        let mounts = probe_report(&stage).mounts();
-        let root = mountinfo::find(&mounts, "/").expect("the container has a / mount");
-        let dir_name = rootfs.path().file_name().unwrap_or_default();
-        assert!(
-            root.root.ends_with(&*dir_name.to_string_lossy()),
-            "/ should be (a bind mount of) {}, but it is {}",
-            rootfs.path().display(),
-            root.key()
-        );
+        rootfs_checks::ls_root_shows_the_rootfs(&stage);
+        rootfs_checks::root_mount_is_the_rootfs_directory(&stage, rootfs.path());
     }
 
     #[test]
@@ -587,68 +595,22 @@ mod rootless {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
         // Where the user could see it: in the directory every user may enter.
-        let marker = tempfile::Builder::new()
-            .prefix("keel-host-marker-")
-            .tempfile_in(users::shared_dir())
-            .expect("create a marker file on the host");
-        std::fs::set_permissions(marker.path(), std::fs::Permissions::from_mode(0o644))
-            .expect("chmod the marker");
-        let report: BreakoutReport = stage
-            .run()
-            .probe(["breakout".as_ref(), marker.path()])
-            .output()
-            .json();
-        assert!(
-            !report.marker_visible,
-            "the chroot breakout reached the host's root ({} is visible; `/` holds {:?}): \
-             use pivot_root, not chroot, and detach the old root",
-            marker.path().display(),
-            report.root
-        );
+        let marker = rootfs_checks::host_marker(users::shared_dir());
+        rootfs_checks::chroot_breakout_does_not_reach_the_host(&stage, marker.path());
     }
 
     #[test]
     fn old_root_is_detached() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let foreign: Vec<String> = probe_report(&stage)
-            .mounts()
-            .iter()
-            .filter(|m| {
-                let point = m.mount_point.as_str();
-                point != "/"
-                    && !["/proc", "/dev", "/sys", "/tmp"]
-                        .iter()
-                        .any(|prefix| point == *prefix || point.starts_with(&format!("{prefix}/")))
-            })
-            .map(Mount::key)
-            .collect();
-        assert!(
-            foreign.is_empty(),
-            "mounts of the host are still visible in the container: the old root must be \
-             detached after pivot_root\n{}",
-            foreign.join("\n")
-        );
+        rootfs_checks::old_root_is_detached(&stage);
     }
 
     #[test]
     fn ls_dev_shows_the_standard_devices() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let mut seen = listing(&stage, "/dev");
-        seen.remove("console");
-        let expected: BTreeSet<String> = [
-            "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
-            "stdout", "tty", "urandom", "zero",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        assert_eq!(
-            seen, expected,
-            "`ls /dev` should show the standard devices (bound from the host: a user \
-             namespace may not mknod)"
-        );
+        dev::ls_dev_shows_the_standard_devices(&stage);
     }
 
     #[test]
@@ -667,45 +629,22 @@ mod rootless {
     fn sys_is_read_only() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let mounts = probe_report(&stage).mounts();
-        let sys = mountinfo::find(&mounts, "/sys").expect("the container has /sys");
-        assert_eq!(sys.fs_type, "sysfs", "/sys: {}", sys.key());
-        assert!(sys.is_read_only(), "/sys must be read-only: {}", sys.key());
+        pseudofs::sys_is_read_only(&stage);
     }
 
     #[test]
     fn tmp_is_writable() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let out = stage
-            .run()
-            .sh("echo written > /tmp/file && cat /tmp/file")
-            .output();
-        out.expect_success();
-        assert_eq!(out.stdout.trim(), "written", "\n{out}");
+        pseudofs::tmp_is_writable(&stage, "file");
     }
 
     #[test]
     fn masked_proc_files_read_empty() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let present: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/timer_list"]
-            .into_iter()
-            .filter(|f| Path::new(f).exists())
-            .collect();
-        let script = present
-            .iter()
-            .map(|f| format!("echo {f} $(head -c 1 {f} 2>/dev/null | wc -c)"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let out = stage.run().sh(&script).output();
-        out.expect_success();
-        for file in present {
-            assert!(
-                out.lines().contains(&format!("{file} 0").as_str()),
-                "{file} should read empty\n{out}"
-            );
-        }
+        // /proc/kcore, /proc/keys and /proc/timer_list.
+        pseudofs::masked_files_read_empty(&stage, &pseudofs::MASKED_FILES[..3]);
     }
 
     #[test]
@@ -726,22 +665,7 @@ mod rootless {
     fn hostname_command_inside_leaves_the_hosts_hostname_unchanged() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let before = cli_checks::host_hostname();
-        let out = stage
-            .run()
-            .sh("hostname renamed-inside && uname -n")
-            .output();
-        out.expect_success();
-        assert_eq!(
-            out.stdout.trim(),
-            "renamed-inside",
-            "container root may rename its own UTS namespace\n{out}"
-        );
-        assert_eq!(
-            cli_checks::host_hostname(),
-            before,
-            "the host's hostname changed: the container's UTS namespace must be its own"
-        );
+        cli_checks::hostname_command_renames_the_container_only(&stage);
     }
 
     #[test]
@@ -756,16 +680,7 @@ mod rootless {
         let user = need!(users::with_ranges());
         let stage = host_rootfs_as(user);
         let _leaks = LeakCheck::start();
-        let host: BTreeSet<String> = std::fs::read_dir("/usr/bin")
-            .expect("read the host's /usr/bin")
-            .filter_map(Result::ok)
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            listing(&stage, "/usr/bin"),
-            host,
-            "/usr/bin of the default rootfs should be the host's"
-        );
+        rootfs_checks::usr_bin_is_the_hosts(&stage);
         pid::echo_dollar_dollar_prints_1(&stage);
     }
 
@@ -774,15 +689,7 @@ mod rootless {
         let user = need!(users::with_ranges());
         let stage = host_rootfs_as(user);
         let _leaks = LeakCheck::start();
-        let file = format!("/usr/keel-graders-{}", std::process::id());
-        let out = stage.run().cmd(["touch", &file]).output();
-        let created = Path::new(&file).exists();
-        let _ = std::fs::remove_file(&file);
-        assert!(
-            !created,
-            "the container wrote {file} into the host's /usr\n{out}"
-        );
-        assert_ne!(out.code, 0, "writing under /usr should fail\n{out}");
+        rootfs_checks::usr_is_read_only(&stage);
     }
 }
 
@@ -911,12 +818,10 @@ mod cli {
         // Container root is not the user itself here: setresuid(0) in the child
         // changes its host uid.
         let (uids, gids) = (user.subuid(), user.subgid());
-        let options = [
-            "--uidmap".to_owned(),
-            format!("0:{}:{}", uids.start, uids.count),
-            "--gidmap".to_owned(),
-            format!("0:{}:{}", gids.start, gids.count),
-        ];
+        let options = maps(&[
+            ("--uidmap", format!("0:{}:{}", uids.start, uids.count)),
+            ("--gidmap", format!("0:{}:{}", gids.start, gids.count)),
+        ]);
         lifecycle::container_dies_when_the_runtime_is_killed(&stage, &options);
     }
 }
@@ -933,12 +838,10 @@ mod ownership {
         let _leaks = LeakCheck::start();
         let out = stage.run().sh("echo made inside > /root/made").output();
         out.expect_success();
-        assert_eq!(
-            owner(&rootfs.path().join("root/made")),
-            (user.uid, user.gid),
-            "container root is the user ({}:{}) on the host",
-            user.uid,
-            user.gid
+        assert_owned_by_user(
+            &rootfs.path().join("root/made"),
+            user,
+            "container root is, on the host, the user",
         );
     }
 
@@ -1055,7 +958,7 @@ mod privileges {
     fn cap_eff_is_full_inside() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
+        let report = probe::report(&stage);
         let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .expect("read cap_last_cap")
             .trim()
@@ -1244,7 +1147,7 @@ mod root {
     fn without_userns_root_stays_in_the_hosts_user_namespace() {
         let stage = need!(root_busybox());
         let _leaks = LeakCheck::start();
-        let report = probe_report(&stage);
+        let report = probe::report(&stage);
         assert_eq!(
             report.namespace("user"),
             host_namespaces()["user"],
@@ -1273,19 +1176,9 @@ mod root {
         let guard = users::KeelRangeGuard::acquire();
         let _leaks = LeakCheck::start();
         let before = users::read_ranges(users::SUBUID);
-        stage
-            .run()
-            .args(["--userns", "auto"])
-            .cmd(["true"])
-            .output()
-            .expect_success();
+        run_true_with_userns_auto(&stage);
         let first = users::subid_files();
-        stage
-            .run()
-            .args(["--userns", "auto"])
-            .cmd(["true"])
-            .output()
-            .expect_success();
+        run_true_with_userns_auto(&stage);
         assert_eq!(
             users::subid_files(),
             first,
@@ -1347,14 +1240,11 @@ mod root {
                 text.push('\n');
             }
             text.push_str(last);
-            std::fs::write(path, text).unwrap_or_else(|err| panic!("write {path}: {err}"));
+            // In one rename, as every edit of these files: other tests' newuidmap may
+            // be reading them right now.
+            users::replace_file(path, &text).unwrap_or_else(|err| panic!("write {path}: {err}"));
         }
-        stage
-            .run()
-            .args(["--userns", "auto"])
-            .cmd(["true"])
-            .output()
-            .expect_success();
+        run_true_with_userns_auto(&stage);
         for path in [users::SUBUID, users::SUBGID] {
             let text = std::fs::read_to_string(path).unwrap_or_default();
             assert!(
@@ -1381,14 +1271,10 @@ mod root {
             .sh("touch /root/made && touch /root/by-1 && chown 1:1 /root/by-1")
             .output();
         out.expect_success();
-        let keel = |path| {
-            users::read_ranges(path)
-                .into_iter()
-                .find(|r| r.owner == users::KEEL_OWNER)
-                .unwrap_or_else(|| panic!("no keel range in {path}"))
-                .start
-        };
-        let (uid, gid) = (keel(users::SUBUID), keel(users::SUBGID));
+        let (uid, gid) = (
+            keel_range(users::SUBUID).start,
+            keel_range(users::SUBGID).start,
+        );
         assert_eq!(
             owner(&dir.path().join("made")),
             (uid, gid),
@@ -1496,13 +1382,6 @@ mod bad_input {
             "/etc/subuid or /etc/subgid changed\n{out}"
         );
         out
-    }
-
-    fn maps(lines: &[(&str, String)]) -> Vec<String> {
-        lines
-            .iter()
-            .flat_map(|(flag, line)| [(*flag).to_owned(), line.clone()])
-            .collect()
     }
 
     #[test]

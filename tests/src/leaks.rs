@@ -18,6 +18,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::mountinfo;
+use crate::running::host_pids;
 
 /// The host's mount table, without mount ids: sorted lines of "what is mounted where".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,12 +124,8 @@ impl Marker {
 
     /// Host PIDs of the live processes whose command line carries the marker.
     pub fn processes(&self) -> Vec<i32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        host_pids()
+            .into_iter()
             .filter(|pid| {
                 // Arguments are separated by NUL bytes; a zombie's cmdline is empty.
                 std::fs::read(format!("/proc/{pid}/cmdline"))

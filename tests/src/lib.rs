@@ -15,7 +15,8 @@
 //! - [`users`]: the ordinary users the rootless graders (stage03) run as, created and
 //!   removed by the graders, and copies of the fixtures that those users can reach;
 //! - [`workspace`]: where the workspace and the graders' build directories are;
-//! - [`checks`]: graders that every stage passes the same way (exit codes, signals, ...).
+//! - [`checks`]: graders that every stage passes the same way (exit codes, signals, the
+//!   rootfs, ...).
 
 pub mod checks;
 pub mod leaks;

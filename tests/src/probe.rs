@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use crate::mountinfo::{self, Mount};
+use crate::runtime::Runtime;
 use crate::workspace;
 
 /// The only target this workspace builds for (there is no musl here: glibc, static).
@@ -170,6 +171,11 @@ pub struct CallReport {
     /// The error number when it failed (`EPERM` is 1).
     pub errno: Option<i32>,
     pub error: Option<String>,
+}
+
+/// What the probe reports, run without arguments in a container of `runtime`.
+pub fn report(runtime: &Runtime) -> ProbeReport {
+    runtime.run().probe([] as [&str; 0]).output().json()
 }
 
 /// The namespaces of the graders' own process: the host's, to compare with.

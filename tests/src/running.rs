@@ -275,14 +275,22 @@ fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// The host PIDs whose parent is `parent` (from the 4th field of `/proc/PID/stat`).
-pub fn children_of(parent: Pid) -> Vec<Pid> {
+/// The PIDs of every process on the host: the numbered directories of the host's
+/// `/proc` (none if it cannot be read).
+pub fn host_pids() -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .collect()
+}
+
+/// The host PIDs whose parent is `parent` (from the 4th field of `/proc/PID/stat`).
+pub fn children_of(parent: Pid) -> Vec<Pid> {
+    host_pids()
+        .into_iter()
         .filter(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.

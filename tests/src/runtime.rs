@@ -354,16 +354,23 @@ pub(crate) struct Held {
 
 /// A copy of `binary` that `nobody` can execute: the build directory may be in a place
 /// that `nobody` cannot enter (such as `/root`).
+fn copy_for_nobody(binary: &Path) -> (PathBuf, TempDir) {
+    let dir = TempDir::new().expect("cannot create a temporary directory");
+    let copy = install_executable(binary, dir.path());
+    (copy, dir)
+}
+
+/// Copies `binary` into `dir` (made mode 0755) as a file every user may read and
+/// execute (mode 0755), and returns the copy's path.
 ///
 /// The copy is written by a child process (`install`), not by this one: a file this
 /// process held open for writing could be inherited, for an instant, by a container
 /// that another test thread forks, and executing the copy would then fail with
 /// "text file busy" (ETXTBSY).
-fn copy_for_nobody(binary: &Path) -> (PathBuf, TempDir) {
-    let dir = TempDir::new().expect("cannot create a temporary directory");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|err| panic!("cannot chmod {}: {err}", dir.path().display()));
-    let copy = dir.path().join(binary.file_name().unwrap_or_default());
+pub fn install_executable(binary: &Path, dir: &Path) -> PathBuf {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|err| panic!("cannot chmod {}: {err}", dir.display()));
+    let copy = dir.join(binary.file_name().unwrap_or_default());
     let status = Command::new("install")
         .args(["-m", "755"])
         .arg(binary)
@@ -371,7 +378,7 @@ fn copy_for_nobody(binary: &Path) -> (PathBuf, TempDir) {
         .status()
         .unwrap_or_else(|err| panic!("cannot run install: {err}"));
     assert!(status.success(), "cannot copy {}", binary.display());
-    (copy, dir)
+    copy
 }
 
 fn quote(arg: &OsStr) -> String {

@@ -41,7 +41,8 @@ use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 
 use tempfile::TempDir;
 
-use crate::runtime::RunAs;
+use crate::running::host_pids;
+use crate::runtime::{RunAs, install_executable};
 use crate::skip::Skip;
 use crate::{rootfs, workspace};
 
@@ -351,13 +352,7 @@ extern "C" fn clean_up() {
 
 /// Kills every process whose real or effective uid is `uid`.
 fn kill_processes_of(uid: u32) {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for pid in entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-    {
+    for pid in host_pids() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let ids: Vec<&str> = status
             .lines()
@@ -482,7 +477,7 @@ fn remove_owner(path: &str, owner: &str) -> std::io::Result<()> {
 }
 
 /// Replaces the text of `path` (keeping its mode) in one rename.
-fn replace_file(path: &str, text: &str) -> std::io::Result<()> {
+pub fn replace_file(path: &str, text: &str) -> std::io::Result<()> {
     let mode = std::fs::metadata(path)?.permissions();
     let staging = format!("{path}.keel-graders-{}", std::process::id());
     std::fs::write(&staging, text)?;
@@ -562,12 +557,8 @@ pub fn shared_dir() -> &'static Path {
     })
 }
 
-/// A copy of `binary` in [`shared_dir`] that every user may execute (copied once).
-///
-/// The copy is written by a child process (`install`), not by this one: a file this
-/// process held open for writing could be inherited, for an instant, by a container
-/// that another test thread forks, and executing the copy would then fail with
-/// "text file busy" (ETXTBSY).
+/// A copy of `binary` in [`shared_dir`] that every user may execute (copied once, by
+/// [`install_executable`]).
 pub fn accessible_copy(binary: &Path) -> PathBuf {
     static COPIES: Mutex<Option<HashMap<PathBuf, PathBuf>>> = Mutex::new(None);
     let mut copies = COPIES.lock().unwrap_or_else(|p| p.into_inner());
@@ -577,16 +568,7 @@ pub fn accessible_copy(binary: &Path) -> PathBuf {
     }
     let dir = shared_dir().join(format!("bin-{}", copies.len()));
     std::fs::create_dir(&dir).unwrap_or_else(|err| panic!("mkdir {}: {err}", dir.display()));
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|err| panic!("chmod {}: {err}", dir.display()));
-    let copy = dir.join(binary.file_name().unwrap_or_default());
-    let status = Command::new("install")
-        .args(["-m", "755"])
-        .arg(binary)
-        .arg(&copy)
-        .status()
-        .unwrap_or_else(|err| panic!("cannot run install: {err}"));
-    assert!(status.success(), "cannot copy {}", binary.display());
+    let copy = install_executable(binary, &dir);
     copies.insert(binary.to_path_buf(), copy.clone());
     copy
 }
@@ -639,8 +621,8 @@ pub fn dir_owned_by(uid: u32, gid: u32, mode: u32) -> TempDir {
     dir
 }
 
-/// An executable script at `path`, written by a child process (see [`accessible_copy`]
-/// for why not by this one).
+/// An executable script at `path`, written by a child process (see
+/// [`install_executable`] for why not by this one).
 pub fn write_script(path: &Path, text: &str) {
     let status = Command::new("sh")
         .args([

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::probe::{ProbeReport, host_namespaces};
-use crate::runtime::{Output, Runtime};
+use crate::probe::{self, host_namespaces};
+use crate::runtime::{Invocation, Output, Runtime};
 
 /// The runtime failed (docker's convention).
 pub const RUNTIME_FAILED: i32 = 125;
@@ -74,24 +74,41 @@ pub fn default_hostname_is_keel(runtime: &Runtime) {
 
 /// `--hostname NAME` names the container, and only the container: the host keeps its own.
 pub fn hostname_option_sets_the_hostname(runtime: &Runtime) {
-    let before = host_hostname();
-    let out = runtime
+    let invocation = runtime
         .run()
         .args(["--hostname", "graded-box"])
-        .cmd(["uname", "-n"])
-        .output();
+        .cmd(["uname", "-n"]);
+    expect_hostname_inside_only(invocation, "graded-box", "uname -n inside");
+}
+
+/// Container root may rename the container with `hostname`; the host keeps its name.
+pub fn hostname_command_renames_the_container_only(runtime: &Runtime) {
+    let invocation = runtime.run().sh("hostname renamed-inside && uname -n");
+    expect_hostname_inside_only(
+        invocation,
+        "renamed-inside",
+        "container root may rename its own UTS namespace",
+    );
+}
+
+/// Runs `invocation`, which prints the container's hostname: it must succeed and print
+/// `name` (`why` says why), and the host's hostname must not change.
+fn expect_hostname_inside_only(invocation: Invocation, name: &str, why: &str) {
+    let before = host_hostname();
+    let out = invocation.output();
     out.expect_success();
-    assert_eq!(out.stdout.trim(), "graded-box", "uname -n inside\n{out}");
+    assert_eq!(out.stdout.trim(), name, "{why}\n{out}");
     assert_eq!(
         host_hostname(),
         before,
-        "the host's hostname changed: sethostname must happen in a new UTS namespace"
+        "the host's hostname changed: sethostname must happen in the container's own UTS \
+         namespace"
     );
 }
 
 /// The UTS and IPC namespaces are the container's own.
 pub fn uts_and_ipc_namespaces_differ_from_the_hosts(runtime: &Runtime) {
-    let report: ProbeReport = runtime.run().probe([] as [&str; 0]).output().json();
+    let report = probe::report(runtime);
     let host = host_namespaces();
     for (name, flag) in [("uts", "CLONE_NEWUTS"), ("ipc", "CLONE_NEWIPC")] {
         assert_ne!(

@@ -2,9 +2,22 @@
 //!
 //! Stage N is stage N-1 plus one feature, so what stage01 promises, stage02 must still
 //! keep: `echo $$` still prints 1, exit codes still follow docker's convention, signals
-//! are still forwarded. Each check here takes the [`Runtime`](crate::Runtime) to grade,
-//! and each stage's test file calls it from a test named for what it shows.
+//! are still forwarded; and what stage02 promises of the rootfs, stage03 keeps for an
+//! ordinary user. Each check here takes the [`Runtime`](crate::Runtime) to grade (and
+//! whatever else differs between the stages), and each stage's test file calls it from
+//! a test named for what it shows.
+//!
+//! - [`cli`]: exit codes, environment, working directory, hostname, `--explain`, `doctor`;
+//! - [`lifecycle`]: signals, the container's processes, inherited fds;
+//! - [`pid`]: the PID namespace seen from inside;
+//! - [`rootfs`]: `ls /`, `pivot_root` and the old root, the chroot breakout, the default
+//!   rootfs of the host's programs (stage02 and later);
+//! - [`dev`]: the devices of `/dev` (stage02 and later);
+//! - [`pseudofs`]: `/sys`, `/tmp` and the masked files of `/proc` (stage02 and later).
 
 pub mod cli;
+pub mod dev;
 pub mod lifecycle;
 pub mod pid;
+pub mod pseudofs;
+pub mod rootfs;

@@ -1,7 +1,7 @@
 //! The PID namespace, seen from inside: the container's first process is PID 1, and
 //! it sees only its own processes.
 
-use crate::probe::{ProbeReport, host_namespaces};
+use crate::probe::{self, host_namespaces};
 use crate::runtime::Runtime;
 
 /// `sh -c 'echo $$'` prints 1: the shell is the first process of a new PID namespace.
@@ -17,7 +17,7 @@ pub fn echo_dollar_dollar_prints_1(runtime: &Runtime) {
 
 /// The probe is PID 1, and its parent is outside its namespace (shown as 0).
 pub fn probe_is_pid_1(runtime: &Runtime) {
-    let report: ProbeReport = runtime.run().probe([] as [&str; 0]).output().json();
+    let report = probe::report(runtime);
     assert_eq!(report.pid, 1, "the probe should be PID 1 in its namespace");
     assert_eq!(
         report.ppid, 0,
@@ -27,7 +27,7 @@ pub fn probe_is_pid_1(runtime: &Runtime) {
 
 /// The probe's PID namespace is not the host's (compared by inode number).
 pub fn pid_namespace_differs_from_the_hosts(runtime: &Runtime) {
-    let report: ProbeReport = runtime.run().probe([] as [&str; 0]).output().json();
+    let report = probe::report(runtime);
     assert_ne!(
         report.namespace("pid"),
         host_namespaces()["pid"],
