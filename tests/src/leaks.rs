@@ -52,7 +52,7 @@ impl MountTable {
 /// Checks that the host's mount table is the same when it is dropped as when it was
 /// started. Keep it in a named binding for the whole test:
 ///
-/// ```ignore
+/// ```text
 /// let _leaks = LeakCheck::start();
 /// ```
 ///

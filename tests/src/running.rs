@@ -4,7 +4,7 @@
 //! Nothing here sleeps to "give the container time": the test waits for what it needs
 //! (a line on stdout, the process's exit) and gives up at the deadline.
 //!
-//! ```ignore
+//! ```text
 //! let mut running = stage01().run().sh("trap 'exit 42' TERM; echo ready; read x").spawn();
 //! assert_eq!(running.read_line(), "ready");
 //! running.signal(Signal::SIGTERM);

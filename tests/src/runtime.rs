@@ -1,6 +1,6 @@
 //! Running a stage binary: the command line, a deadline, and what came out.
 //!
-//! ```ignore
+//! ```text
 //! let out = stage01().run().arg("--hostname").arg("box").cmd(["uname", "-n"]).output();
 //! out.expect_success();
 //! assert_eq!(out.stdout.trim(), "box");

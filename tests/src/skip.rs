@@ -6,7 +6,7 @@
 //! also appends `<test binary> <test>: <reason>` to that file, so that a scoreboard
 //! (`cargo xtask grade`) can tell skipped graders from passed ones.
 //!
-//! ```ignore
+//! ```text
 //! #[test]
 //! fn echo_dollar_dollar_prints_1() {
 //!     need!(require_root());          // skips unless root
