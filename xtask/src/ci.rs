@@ -2,6 +2,7 @@
 //! that fails.
 
 use std::process::{ExitCode, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -11,6 +12,10 @@ use crate::{book, check, cmd, setup, workspace};
 
 /// A step: its name, and what it does.
 type Step = (&'static str, fn() -> Result<()>);
+
+/// The line counting the tests (`N passed, N failed, N skipped`), printed again as the
+/// very last line, where CI services look for it.
+static TOTALS: OnceLock<String> = OnceLock::new();
 
 /// The steps, in order.
 const STEPS: &[Step] = &[
@@ -47,6 +52,9 @@ pub fn run() -> ExitCode {
     }
     for (name, _) in &STEPS[done.len()..] {
         println!("  {:<6} {:>8}  {name}", "-", "not run");
+    }
+    if let Some(totals) = TOTALS.get() {
+        println!("\n{totals}");
     }
     if done.iter().all(|(_, _, ok)| *ok) {
         ExitCode::SUCCESS
@@ -101,11 +109,13 @@ fn tests() -> Result<()> {
         println!("{} ignored", counts.ignored);
     }
     let passed = counts.passed.saturating_sub(skips.len());
-    println!(
+    let totals = format!(
         "{passed} passed, {} failed, {} skipped",
         counts.failed,
         skips.len()
     );
+    println!("{totals}");
+    let _ = TOTALS.set(totals);
     if !status.success() {
         bail!("`cargo test --workspace` failed ({status})");
     }
