@@ -350,17 +350,30 @@ extern "C" fn clean_up() {
     });
 }
 
-/// Kills every process whose real or effective uid is `uid`.
+/// Kills every live process whose real or effective uid is `uid`. Zombies are already
+/// dead: a container whose runtime was killed is reparented to init, which reaps it in
+/// its own time.
 fn kill_processes_of(uid: u32) {
     for pid in host_pids() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if status
+            .lines()
+            .any(|line| line.starts_with("State:") && line.contains("zombie"))
+        {
+            continue;
+        }
         let ids: Vec<&str> = status
             .lines()
             .find_map(|line| line.strip_prefix("Uid:"))
             .map(|ids| ids.split_whitespace().take(2).collect())
             .unwrap_or_default();
         if ids.contains(&uid.to_string().as_str()) {
-            eprintln!("keel graders: killing PID {pid}, left behind by a test as uid {uid}");
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            eprintln!(
+                "keel graders: killing PID {pid} ({}), left behind by a test as uid {uid}",
+                cmdline.trim()
+            );
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
