@@ -81,19 +81,29 @@ fn mount_pts(dev: &Path) -> Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     let why = "pseudo terminals of our own, numbered from 0";
     // gid=5 (tty) is what glibc expects; in a user namespace without that group
-    // mapped, the kernel refuses it, and the default is the best we can do.
-    let with_tty_group = "newinstance,ptmxmode=0666,mode=0620,gid=5";
-    if mount_fs("devpts", &pts, flags, Some(with_tty_group), why).is_err() {
-        mount_fs(
-            "devpts",
-            &pts,
-            flags,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
-            why,
-        )?;
-    }
+    // mapped, the kernel refuses it, and the default is the best we can do. We ask
+    // first: a refused mount is not free (about a millisecond here).
+    let options = if gid_is_mapped(TTY_GID) {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620"
+    };
+    mount_fs("devpts", &pts, flags, Some(options), why)?;
     symlink("pts/ptmx", dev.join("ptmx")).context("symlink /dev/ptmx")?;
     Ok(())
+}
+
+/// The `tty` group, which owns terminals.
+const TTY_GID: u32 = 5;
+
+/// Whether our user namespace maps `gid` (a line `inside outside count` of
+/// /proc/self/gid_map covers it; the host's map covers every id).
+fn gid_is_mapped(gid: u32) -> bool {
+    let map = fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+    map.lines().any(|line| {
+        let numbers: Vec<u64> = line.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+        matches!(numbers.as_slice(), [inside, _, count] if (*inside..inside + count).contains(&u64::from(gid)))
+    })
 }
 // ANCHOR_END: devpts
 
