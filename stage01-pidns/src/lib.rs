@@ -42,21 +42,31 @@ impl Stage for Stage01 {
     // ANCHOR_END: layers
 
     fn doctor(report: &mut Report) {
-        let uid = nix::unistd::geteuid();
-        report.check(
-            "privileges",
-            if doctor::is_root() {
-                Outcome::Ok("running as root: may create namespaces".into())
-            } else {
-                Outcome::Fail(format!(
-                    "running as uid {uid}: stages 1 and 2 create namespaces without a user \
-                     namespace, which needs root: run with sudo, or use stage03-userns (rootless)"
-                ))
-            },
-        );
-        doctor::namespace(report, "pid", "PID 1 of its own");
-        doctor::namespace(report, "mnt", "a private mount table for /proc");
-        doctor::namespace(report, "uts", "its own hostname");
-        doctor::namespace(report, "ipc", "its own System V IPC");
+        privileges(report);
+        checks(report);
     }
+}
+
+/// Stages 1 and 2 create namespaces without a user namespace: that takes root.
+pub fn privileges(report: &mut Report) {
+    let uid = nix::unistd::geteuid();
+    report.check(
+        "privileges",
+        if doctor::is_root() {
+            Outcome::Ok("running as root: may create namespaces".into())
+        } else {
+            Outcome::Fail(format!(
+                "running as uid {uid}: stages 1 and 2 create namespaces without a user \
+                 namespace, which needs root: run with sudo, or use stage03-userns (rootless)"
+            ))
+        },
+    );
+}
+
+/// What stage 1 needs besides privileges: its namespaces.
+pub fn checks(report: &mut Report) {
+    doctor::namespace(report, "pid", "PID 1 of its own");
+    doctor::namespace(report, "mnt", "a private mount table for /proc");
+    doctor::namespace(report, "uts", "its own hostname");
+    doctor::namespace(report, "ipc", "its own System V IPC");
 }

@@ -82,18 +82,25 @@ impl Stage for Stage02 {
     // ANCHOR_END: layers
 
     fn doctor(report: &mut Report) {
-        Stage01::doctor(report);
-        for device in dev::DEVICES {
-            let path = format!("/dev/{device}");
-            let outcome = if std::path::Path::new(&path).exists() {
-                Outcome::Ok("present, to bind into the container's /dev".into())
-            } else {
-                Outcome::Fail(format!(
-                    "{path} is missing on the host; it is bound into every container"
-                ))
-            };
-            report.check(&path, outcome);
-        }
-        report.check("openat2(RESOLVE_IN_ROOT)", volumes::probe_openat2());
+        stage01_pidns::privileges(report);
+        checks(report);
     }
+}
+
+/// What stages 1 and 2 need besides privileges: stage 1's checks, the devices to
+/// bind, and openat2.
+pub fn checks(report: &mut Report) {
+    stage01_pidns::checks(report);
+    for device in dev::DEVICES {
+        let path = format!("/dev/{device}");
+        let outcome = if std::path::Path::new(&path).exists() {
+            Outcome::Ok("present, to bind into the container's /dev".into())
+        } else {
+            Outcome::Fail(format!(
+                "{path} is missing on the host; it is bound into every container"
+            ))
+        };
+        report.check(&path, outcome);
+    }
+    report.check("openat2(RESOLVE_IN_ROOT)", volumes::probe_openat2());
 }

@@ -14,9 +14,7 @@ use crate::subid::{self, FULL_RANGE, SubRange};
 pub fn check(report: &mut Report) {
     kernel_switches(report);
     report.check("creating a user namespace", try_user_namespace());
-    for ns in ["user", "pid", "mnt", "uts", "ipc"] {
-        doctor::namespace(report, ns, "owned by the container's user namespace");
-    }
+    doctor::namespace(report, "user", "root inside, an ordinary user outside");
     for helper in ["newuidmap", "newgidmap"] {
         report.check(helper, helper_outcome(helper));
     }

@@ -78,7 +78,8 @@ impl Stage for Stage03 {
     // ANCHOR_END: layers
 
     fn doctor(report: &mut Report) {
-        // Stage 1 and 2's checks ask for root, which this stage no longer needs.
+        // Stages 1 and 2's checks, but root: this stage no longer needs it.
+        stage02_mountns::checks(report);
         doctor::check(report);
     }
 }
