@@ -1,8 +1,6 @@
 //! `doctor`: check what a stage needs from this machine, and say how to fix what is
 //! missing. Each stage adds its own checks to the previous stage's.
 
-use std::fmt::Write as _;
-
 /// The outcome of one check.
 #[derive(Debug)]
 pub enum Outcome {
@@ -18,7 +16,6 @@ pub enum Outcome {
 #[derive(Debug, Default)]
 pub struct Report {
     failures: usize,
-    text: String,
 }
 
 impl Report {
@@ -32,7 +29,6 @@ impl Report {
                 ("FAIL", detail)
             }
         };
-        let _ = writeln!(self.text, "  {mark}  {what}: {detail}");
         println!("  {mark}  {what}: {detail}");
     }
 
