@@ -21,6 +21,10 @@ fn stage01() -> Result<Runtime, Skip> {
     ))
 }
 
+// Graders kept in files of their own (tests/stage01/), one module each.
+#[path = "stage01/hardening.rs"]
+mod hardening;
+
 /// Exercise: the clone flags of the PID layer. Wrong flags, and the container is just
 /// another process of the host.
 mod clone_flags {

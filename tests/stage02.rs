@@ -41,6 +41,12 @@ fn in_rootfs(rootfs: &Path) -> Runtime {
         .with_probe_at(ProbeAt::Inside(rootfs::PROBE.into()))
 }
 
+// Graders kept in files of their own (tests/stage02/), one module each.
+#[path = "stage02/hardening.rs"]
+mod hardening;
+#[path = "stage02/rootfs_races.rs"]
+mod rootfs_races;
+
 /// Exercise: `pivot_root` into the rootfs and detach the old root. A `chroot` would
 /// pass the first look (`ls /`), and fail the breakout.
 mod pivot_root {

@@ -199,6 +199,14 @@ fn single_map_notice(uid: u32) -> String {
     format!("{NAME}: notice: only root is mapped (0 -> {uid}) because")
 }
 
+// Graders kept in files of their own (tests/stage03/), one module each.
+#[path = "stage03/groups.rs"]
+mod groups;
+#[path = "stage03/hardening.rs"]
+mod hardening;
+#[path = "stage03/subid.rs"]
+mod subid;
+
 /// Exercise: write the maps directly into /proc/PID/uid_map and gid_map, after denying
 /// setgroups. What an ordinary user without subordinate ids gets, and what root gets
 /// with `--userns=auto`.

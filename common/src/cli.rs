@@ -140,10 +140,12 @@ fn doctor<S: Stage>() -> i32 {
 
 fn run_stage<S: Stage>(run: Run<S::Args>) -> i32 {
     explain::enable(run.common.explain);
-    let result = process_of(&run).and_then(|process| {
-        let mut layers = S::layers(&run.stage)?;
-        crate::runner::run(process, &mut layers)
-    });
+    let result = crate::fds::close_inherited()
+        .and_then(|()| process_of(&run))
+        .and_then(|process| {
+            let mut layers = S::layers(&run.stage)?;
+            crate::runner::run(process, &mut layers)
+        });
     match result {
         Ok(code) => code,
         Err(err) => {

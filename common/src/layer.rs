@@ -6,6 +6,7 @@
 //! exactly one of them as a layer; the [runner](crate::runner) calls every layer's
 //! phases in order, so the order of the phases *is* the order of the lesson.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -71,6 +72,14 @@ pub struct Child<'a> {
     pub process: &'a Process,
     /// The namespaces this process was created in.
     pub clone_flags: CloneFlags,
+    /// The container gets a pseudo-terminal (`-t`): a layer that builds `/dev` leaves
+    /// an empty `/dev/console` for the runner to bind the terminal onto.
+    pub terminal: bool,
+    /// The working directory (`-w`), opened by the layer that changes the root:
+    /// resolved inside the new root while the old one is still there, so that no path
+    /// (a symlink, `/proc/self/fd/N`) can lead the runner's `fchdir` out of it. With no
+    /// such layer (stage 1), the runner looks the path up itself.
+    pub workdir: Option<OwnedFd>,
 }
 
 /// The parent's view after the child is gone (or never started).
@@ -78,6 +87,9 @@ pub struct Child<'a> {
 pub struct Cleanup {
     /// The child's PID, if `clone` got that far.
     pub pid: Option<Pid>,
+    /// Whether the command was started (`execve` succeeded). A layer that changed
+    /// something on the host only for a run that then failed puts it back.
+    pub started: bool,
 }
 
 // ANCHOR: layer_trait

@@ -12,11 +12,13 @@ pub mod doctor;
 pub mod exec;
 pub mod exit;
 pub mod explain;
+pub mod fds;
 pub mod layer;
 pub mod runner;
 pub mod signals;
 pub mod sync;
 pub mod terminal;
+pub mod workdir;
 
 pub use cli::Stage;
 pub use layer::{Child, Cleanup, Layer, Parent, Prepare, Process};

@@ -19,7 +19,6 @@ use anyhow::{Context, Result};
 use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use crate::exit::{self, Failure, RUNTIME_FAILED};
 use crate::explain;
@@ -27,6 +26,7 @@ use crate::layer::{Child, Cleanup, Layer, Parent, Prepare, Process};
 use crate::signals::Supervisor;
 use crate::sync::{self, ChildEnd, ParentEnd};
 use crate::terminal;
+use crate::workdir;
 
 /// The child's stack. `clone` without `CLONE_VM` copies the parent's memory like
 /// `fork`, so the stack only has to hold the setup code until `execve` replaces it.
@@ -43,13 +43,16 @@ pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
         .iter()
         .fold(CloneFlags::empty(), |all, layer| all | layer.clone_flags());
 
-    let mut pid = None;
-    let result = start_and_wait(&mut process, layers, clone_flags, &mut pid);
+    let mut cleanup = Cleanup {
+        pid: None,
+        started: false,
+    };
+    let result = start_and_wait(&mut process, layers, clone_flags, &mut cleanup);
 
     // Cleanup runs in reverse order, like destructors: the last thing set up is the
     // first thing taken down.
     for layer in layers.iter_mut().rev() {
-        layer.cleanup(&mut Cleanup { pid });
+        layer.cleanup(&mut cleanup);
     }
     result
 }
@@ -59,7 +62,7 @@ fn start_and_wait(
     process: &mut Process,
     layers: &mut [Box<dyn Layer>],
     clone_flags: CloneFlags,
-    pid_slot: &mut Option<Pid>,
+    outcome: &mut Cleanup,
 ) -> Result<i32> {
     for layer in layers.iter_mut() {
         layer
@@ -101,7 +104,7 @@ fn start_and_wait(
         )
     }
     .map_err(|errno| clone_error(errno, clone_flags))?;
-    *pid_slot = Some(pid);
+    outcome.pid = Some(pid);
     drop(child_end);
     explain::step(
         format_args!("clone({}) -> {pid}", explain::flags(&clone_flags)),
@@ -130,6 +133,7 @@ fn start_and_wait(
         let _ = waitpid(pid, None);
         return Err(err);
     }
+    outcome.started = true;
     let code = supervisor.forward_until_exit(pid);
     if interactive {
         terminal::take_back();
@@ -188,29 +192,18 @@ fn setup_child(
     layers: &mut [Box<dyn Layer>],
     clone_flags: CloneFlags,
 ) -> Result<()> {
+    let mut cx = Child {
+        process,
+        clone_flags,
+        terminal: false,
+        workdir: None,
+    };
     for layer in layers.iter_mut() {
-        layer
-            .child(&mut Child {
-                process,
-                clone_flags,
-            })
-            .with_context(|| {
-                format!("setting up the {} layer inside the container", layer.name())
-            })?;
-    }
-    if let Some(cwd) = &process.cwd {
-        nix::unistd::chdir(cwd).map_err(|errno| {
-            anyhow::anyhow!(
-                "cannot use {} as the working directory: {} (does it exist inside the container?)",
-                cwd.display(),
-                errno.desc()
-            )
+        layer.child(&mut cx).with_context(|| {
+            format!("setting up the {} layer inside the container", layer.name())
         })?;
-        explain::step(
-            format_args!("chdir({cwd:?})"),
-            "the working directory from -w",
-        );
     }
+    workdir::enter(process.cwd.as_deref(), cx.workdir.take())?;
     close_inherited_fds()
 }
 

@@ -95,6 +95,34 @@ impl Root {
     }
     // ANCHOR_END: resolve_in_root
 
+    // ANCHOR: workdir
+    /// Opens the working directory `-w dir` inside the rootfs, for the runner to
+    /// `fchdir` into once the root has changed. Resolved like every path in the rootfs,
+    /// so `-w /proc/self/fd/N` (a magic link to wherever fd N points, CVE-2024-21626)
+    /// and symlinks that climb out end inside the root or fail.
+    pub fn workdir(&self, dir: &Path) -> Result<OwnedFd> {
+        match self.resolve(dir, OFlag::O_DIRECTORY) {
+            Ok(At(fd)) => Ok(fd),
+            Err(Errno::ENOENT) => bail!(
+                "-w {}: no such directory in the container's root (keel does not create \
+                 it: make it in the rootfs, or choose one that exists)",
+                dir.display()
+            ),
+            Err(Errno::ENOTDIR) => bail!(
+                "-w {}: not a directory in the container's root",
+                dir.display()
+            ),
+            Err(Errno::ELOOP | Errno::EXDEV) => bail!(
+                "-w {}: the path goes through a magic link (such as /proc/self/fd/N), which \
+                 could lead out of the container's root; give a plain directory",
+                dir.display()
+            ),
+            Err(errno) => Err(errno)
+                .with_context(|| format!("-w {}: resolving it in the rootfs", dir.display())),
+        }
+    }
+    // ANCHOR_END: workdir
+
     /// Like `mkdir -p` inside the rootfs: creates what is missing of `path` (the last
     /// part as a directory or an empty file) and returns it opened.
     pub fn create(&self, path: &Path, is_dir: bool) -> Result<At> {

@@ -66,7 +66,7 @@ impl Layer for Rootfs {
     }
 
     // ANCHOR: rootfs_child
-    fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
+    fn child(&mut self, cx: &mut Child<'_>) -> Result<()> {
         // Stage 1's layer ran before us: mounts are private and /proc is fresh.
         // Open the volumes' host paths first, while every host path is still in
         // view (the host rootfs is about to cover /tmp). It happens here and not in
@@ -119,6 +119,9 @@ impl Layer for Rootfs {
         )?;
         for volume in &opened {
             volumes::mount(&root, volume)?;
+        }
+        if let Some(dir) = &cx.process.cwd {
+            cx.workdir = Some(root.workdir(dir)?);
         }
         pivot::pivot_into(&new)
     }
