@@ -47,6 +47,15 @@ pub struct RunArgs {
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<PathBuf>,
+    /// Give the container a pseudo-terminal of its own (implied, with -i, when no command is given and stdin is a terminal).
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
+    /// Keep stdin open: with -t, what you type goes to the container's terminal.
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+    /// Run a small init as PID 1: it reaps zombies, forwards signals, and dies with the runtime.
+    #[arg(long)]
+    pub init: bool,
 }
 
 /// `run`'s whole set of options: the shared ones, the stage's, then the command.
@@ -140,7 +149,9 @@ fn doctor<S: Stage>() -> i32 {
 
 fn run_stage<S: Stage>(run: Run<S::Args>) -> i32 {
     explain::enable(run.common.explain);
+    // Before anything else: no fd of the caller's, and no way to the runtime's binary.
     let result = crate::fds::close_inherited()
+        .and_then(|()| crate::sealed::ensure())
         .and_then(|()| process_of(&run))
         .and_then(|process| {
             let mut layers = S::layers(&run.stage)?;
@@ -158,6 +169,9 @@ fn run_stage<S: Stage>(run: Run<S::Args>) -> i32 {
 /// The process to run, from the command line. Like docker, the container gets a
 /// clean environment: it does not inherit the host's variables unless asked to.
 fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
+    // `docker run -it` with no command: a shell on a terminal of its own.
+    let shell_on_a_terminal =
+        run.command.is_empty() && nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
     let argv = if run.command.is_empty() {
         vec!["/bin/sh".to_owned()]
     } else {
@@ -167,6 +181,9 @@ fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
         argv,
         env: Vec::new(),
         cwd: run.common.workdir.clone(),
+        terminal: run.common.tty || shell_on_a_terminal,
+        interactive: run.common.interactive || shell_on_a_terminal,
+        init: run.common.init,
     };
     process.setenv("PATH", DEFAULT_PATH);
     process.setenv("HOME", "/root");

@@ -24,6 +24,12 @@ pub struct Process {
     pub env: Vec<(String, String)>,
     /// The working directory inside the container, `None` for `/`.
     pub cwd: Option<PathBuf>,
+    /// A pseudo-terminal of its own (`-t`), relayed to the caller's terminal.
+    pub terminal: bool,
+    /// With a terminal: the caller's stdin is typed into it (`-i`).
+    pub interactive: bool,
+    /// PID 1 is keel's small init, which starts the command as PID 2 (`--init`).
+    pub init: bool,
 }
 
 impl Process {

@@ -15,6 +15,8 @@
 //!  exits with the command's code
 //! ```
 
+use std::os::fd::OwnedFd;
+
 use anyhow::{Context, Result};
 use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{Signal, kill};
@@ -25,8 +27,7 @@ use crate::explain;
 use crate::layer::{Child, Cleanup, Layer, Parent, Prepare, Process};
 use crate::signals::Supervisor;
 use crate::sync::{self, ChildEnd, ParentEnd};
-use crate::terminal;
-use crate::workdir;
+use crate::{pty, workdir};
 
 /// The child's stack. `clone` without `CLONE_VM` copies the parent's memory like
 /// `fork`, so the stack only has to hold the setup code until `execve` replaces it.
@@ -77,7 +78,6 @@ fn start_and_wait(
     // its wait loop and forwards them, so that it can never die halfway and skip
     // the cleanup.
     let supervisor = Supervisor::block()?;
-    let interactive = terminal::in_foreground();
     let (parent_end, child_end) = sync::channel()?;
 
     let mut stack = vec![0u8; STACK_SIZE];
@@ -90,7 +90,6 @@ fn start_and_wait(
             &parent_end,
             &child_end,
             &supervisor,
-            interactive,
         )
     });
     // SAFETY: the child runs in its own copy of this single-threaded process (no
@@ -111,7 +110,7 @@ fn start_and_wait(
         "the child starts in its new namespaces and waits for the parent",
     );
 
-    let setup = (|| -> Result<()> {
+    let setup = (|| -> Result<Option<OwnedFd>> {
         for layer in layers.iter_mut() {
             layer
                 .parent(&mut Parent { pid, clone_flags })
@@ -127,18 +126,17 @@ fn start_and_wait(
         parent_end.wait_for_exec()
     })();
 
-    if let Err(err) = setup {
-        // The child may still be waiting, or stuck halfway: it must not outlive us.
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = waitpid(pid, None);
-        return Err(err);
-    }
+    let terminal = match setup {
+        Ok(terminal) => terminal,
+        Err(err) => {
+            // The child may still be waiting, or stuck halfway: it must not outlive us.
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(err);
+        }
+    };
     outcome.started = true;
-    let code = supervisor.forward_until_exit(pid);
-    if interactive {
-        terminal::take_back();
-    }
-    code
+    supervisor.supervise(pid, terminal, process.interactive)
 }
 
 // ANCHOR: child
@@ -150,13 +148,12 @@ fn child(
     parent_end: &ParentEnd,
     channel: &ChildEnd,
     supervisor: &Supervisor,
-    interactive: bool,
 ) -> isize {
     explain::mark_child();
     parent_end.close_in_child();
-    if interactive {
-        terminal::give_to_child();
-    }
+    // A session of its own: no controlling terminal, so that nothing in the container
+    // can reach the caller's terminal through one (see `pty`).
+    let _ = nix::unistd::setsid();
     // The signal mask survives execve: give the command the mask we started with.
     supervisor.restore_in_child();
     // If the runtime dies (even by SIGKILL), the half-made container dies with it.
@@ -165,11 +162,12 @@ fn child(
         return RUNTIME_FAILED as isize;
     }
 
-    let failure = match setup_child(process, layers, clone_flags) {
+    let failure = match setup_child(process, layers, clone_flags, channel) {
         // A change of credentials (stage 3's setresuid to container root) clears the
         // parent-death signal: arm it again, then check that the parent did not die
         // in between.
         Ok(()) if !rearm_parent_death(channel) => return RUNTIME_FAILED as isize,
+        Ok(()) if process.init => crate::init::run(process, channel, process.terminal),
         Ok(()) => crate::exec::exec(process),
         Err(err) => Failure {
             code: exit::code_of(&err),
@@ -191,11 +189,12 @@ fn setup_child(
     process: &Process,
     layers: &mut [Box<dyn Layer>],
     clone_flags: CloneFlags,
+    channel: &ChildEnd,
 ) -> Result<()> {
     let mut cx = Child {
         process,
         clone_flags,
-        terminal: false,
+        terminal: process.terminal,
         workdir: None,
     };
     for layer in layers.iter_mut() {
@@ -204,6 +203,9 @@ fn setup_child(
         })?;
     }
     workdir::enter(process.cwd.as_deref(), cx.workdir.take())?;
+    if process.terminal {
+        pty::attach(channel)?;
+    }
     close_inherited_fds()
 }
 

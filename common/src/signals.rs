@@ -1,15 +1,22 @@
 //! The parent as a supervisor: it forwards signals to the container and waits.
 //!
-//! The runtime blocks the signals it cares about and takes them one at a time with
-//! `sigwait`. Nothing can interrupt it halfway, so cleanup always runs; and what the
+//! The runtime blocks the signals it cares about and reads them one at a time from a
+//! `signalfd`. Nothing can interrupt it halfway, so cleanup always runs; and what the
 //! user sends to the runtime (Ctrl-C, `kill`, a terminal resize) reaches the command.
+//! With `-t` the same loop also relays the container's terminal (see [`crate::relay`]):
+//! one `poll` waits for a signal, a key, or the container's output, whichever comes.
+
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::explain;
+use crate::relay::Relay;
 use crate::runner::exit_code;
 
 /// The signals passed on to the container, as `docker run` does.
@@ -48,31 +55,81 @@ impl Supervisor {
     }
 
     // ANCHOR: forward
-    /// Forwards every watched signal to `pid` until it exits; returns its exit code.
-    pub fn forward_until_exit(&self, pid: Pid) -> Result<i32> {
+    /// Forwards every watched signal to `pid` until it exits, relaying its terminal
+    /// if it has one; returns its exit code.
+    pub fn supervise(&self, pid: Pid, terminal: Option<OwnedFd>, stdin: bool) -> Result<i32> {
+        let signals = SignalFd::with_flags(&self.watched, SfdFlags::SFD_CLOEXEC)
+            .context("signalfd for the watched signals")?;
+        let mut relay = terminal.map(|master| Relay::new(master, stdin)).transpose()?;
         loop {
-            let signal = self.watched.wait().context("sigwait")?;
-            if signal == Signal::SIGCHLD {
-                // Signals merge: one SIGCHLD may stand for several events, so ask.
-                match waitpid(pid, Some(WaitPidFlag::WNOHANG)).context("waitpid")? {
-                    WaitStatus::StillAlive => continue,
-                    status => {
-                        if let Some(code) = exit_code(status) {
-                            explain::step(
-                                format_args!("waitpid({pid}) -> {status:?}"),
-                                "the container's PID 1 is gone, and with it every process of its PID namespace",
-                            );
-                            return Ok(code);
-                        }
-                    }
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            let mut ends = Vec::new();
+            if let Some(relay) = &relay {
+                let (more, which) = relay.poll_fds();
+                fds.extend(more);
+                ends = which;
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::Error::EINTR) => continue,
+                other => other.context("poll")?,
+            };
+            let ready: Vec<PollFlags> = fds
+                .iter()
+                .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                .collect();
+            drop(fds);
+            // Signals first: a resize that came before a key is applied before it.
+            if !ready[0].is_empty()
+                && let Some(code) = self.handle_signal(&signals, pid, relay.as_ref())?
+            {
+                if let Some(relay) = &mut relay {
+                    relay.drain();
                 }
-            } else {
+                return Ok(code);
+            }
+            if let Some(relay) = &mut relay {
+                relay.handle(&ends, &ready[1..])?;
+            }
+        }
+    }
+
+    /// Takes one signal: SIGCHLD may mean the container exited (its code is returned),
+    /// a resize goes to the container's terminal, anything else to the container.
+    fn handle_signal(&self, signals: &SignalFd, pid: Pid, relay: Option<&Relay>) -> Result<Option<i32>> {
+        let Some(info) = signals.read_signal().context("reading the signalfd")? else {
+            return Ok(None);
+        };
+        let signal = Signal::try_from(info.ssi_signo as i32).context("an unknown signal")?;
+        match signal {
+            // Signals merge: one SIGCHLD may stand for several events, so ask.
+            Signal::SIGCHLD => match waitpid(pid, Some(WaitPidFlag::WNOHANG)).context("waitpid")? {
+                WaitStatus::StillAlive => Ok(None),
+                status => {
+                    let code = exit_code(status);
+                    if code.is_some() {
+                        explain::step(
+                            format_args!("waitpid({pid}) -> {status:?}"),
+                            "the container's PID 1 is gone, and with it every process of its PID namespace",
+                        );
+                    }
+                    Ok(code)
+                }
+            },
+            // With a terminal of its own the container learns of a resize from it.
+            Signal::SIGWINCH if relay.is_some() => {
+                if let Some(relay) = relay {
+                    relay.resized();
+                }
+                Ok(None)
+            }
+            signal => {
                 explain::step(
                     format_args!("kill({pid}, {signal})"),
                     "forward the signal the runtime received to the container",
                 );
                 // The child may have exited already; SIGCHLD will tell us.
                 let _ = kill(pid, signal);
+                Ok(None)
             }
         }
     }

@@ -9,16 +9,26 @@
 //! command becomes a real message in the parent, not a bare exit status. Its end in
 //! the child is close-on-exec, so a successful `execve` closes it and the parent reads
 //! end-of-file: that is how the parent knows the command is running.
+//!
+//! With `-t`, one more message comes first: the container's terminal, the master side
+//! of a pseudo-terminal the child opened in its own `/dev/pts`, passed as a file
+//! descriptor (`SCM_RIGHTS`), as runc passes it over its console socket.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::{Context, Result};
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
 
 use crate::exit::Failure;
 
 /// The message that releases the child.
 const GO: &[u8] = b"go";
+
+/// The message that carries the terminal's master fd.
+const TERMINAL: &[u8] = b"terminal";
 
 /// The parent's end.
 #[derive(Debug)]
@@ -57,25 +67,55 @@ impl ParentEnd {
         Ok(())
     }
 
-    /// Waits until the child has exec'd (`Ok(())`) or reported why it could not.
-    pub fn wait_for_exec(&self) -> Result<()> {
+    /// Waits until the child has exec'd (`Ok`) or reported why it could not. With
+    /// `-t` the child sends its terminal first: it comes back as `Some(master)`.
+    pub fn wait_for_exec(&self) -> Result<Option<OwnedFd>> {
+        let mut terminal = None;
         let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Err(nix::Error::EINTR) => continue,
-                other => break other.context("reading the child's report")?,
+        loop {
+            let (n, fd) = self.receive(&mut buf)?;
+            match (&buf[..n], fd) {
+                ([], _) => return Ok(terminal),
+                (TERMINAL, Some(fd)) => terminal = Some(fd),
+                (text, _) => {
+                    let text = String::from_utf8_lossy(text);
+                    let (code, message) = text.split_once(':').unwrap_or(("125", &text));
+                    return Err(Failure {
+                        code: code.parse().unwrap_or(crate::exit::RUNTIME_FAILED),
+                        message: message.to_owned(),
+                    }
+                    .into());
+                }
             }
-        };
-        if n == 0 {
-            return Ok(());
         }
-        let text = String::from_utf8_lossy(&buf[..n]);
-        let (code, message) = text.split_once(':').unwrap_or(("125", &text));
-        Err(Failure {
-            code: code.parse().unwrap_or(crate::exit::RUNTIME_FAILED),
-            message: message.to_owned(),
+    }
+
+    /// One message, and the fd it carries if any.
+    fn receive(&self, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>)> {
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        loop {
+            let mut iov = [IoSliceMut::new(buf)];
+            let msg = match socket::recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(nix::Error::EINTR) => continue,
+                other => other.context("reading the child's report")?,
+            };
+            let mut fd = None;
+            for cmsg in msg.cmsgs().context("reading the child's report")? {
+                if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                    for raw in fds {
+                        // SAFETY: the kernel just installed this fd in our table for us.
+                        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                        fd.get_or_insert(owned);
+                    }
+                }
+            }
+            return Ok((msg.bytes, fd));
         }
-        .into())
     }
 }
 
@@ -102,6 +142,27 @@ impl ChildEnd {
                 .is_some_and(|r| r.contains(PollFlags::POLLHUP)),
             Err(_) => false,
         }
+    }
+
+    /// Passes the terminal's master side to the parent.
+    pub fn send_terminal(&self, master: &OwnedFd) -> Result<()> {
+        let fds = [master.as_raw_fd()];
+        socket::sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(TERMINAL)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .context("passing the terminal to the parent (SCM_RIGHTS)")?;
+        Ok(())
+    }
+
+    /// Closes this end in a process that must not keep it: the init of `--init`, so
+    /// that only the command's `execve` decides when the parent reads end-of-file.
+    pub fn close(&self) {
+        // SAFETY: as for ParentEnd::close_in_child; the fd is not used again here.
+        unsafe { libc::close(self.0.as_raw_fd()) };
     }
 
     /// Sends the reason the child could not exec, with the exit code it stands for.

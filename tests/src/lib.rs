@@ -4,6 +4,7 @@
 //! prints 1, `ls /dev` shows the usual devices, a host file outside the rootfs cannot
 //! be read. This library gives them the pieces to do so:
 //!
+//! - [`attacker`]: the attacker's side of CVE-2019-5736, a fixture built with `cc`;
 //! - [`runtime`]: run a stage binary with a command, and get its output and exit code
 //!   (always within a deadline: a hung container is a failed test, not a hung suite);
 //! - [`running`]: a container still running, to read its output and send it signals;
@@ -12,12 +13,14 @@
 //! - [`leaks`]: the host's mount table must not change, and no process may be left;
 //! - [`mountinfo`]: reading `/proc/*/mountinfo`;
 //! - [`skip`]: skipping, loudly, what this machine cannot run;
+//! - [`terminal`]: running a stage on a pseudo-terminal, as from a keyboard;
 //! - [`users`]: the ordinary users the rootless graders (stage03) run as, created and
 //!   removed by the graders, and copies of the fixtures that those users can reach;
 //! - [`workspace`]: where the workspace and the graders' build directories are;
 //! - [`checks`]: graders that every stage passes the same way (exit codes, signals, the
 //!   rootfs, ...).
 
+pub mod attacker;
 pub mod checks;
 pub mod leaks;
 pub mod mountinfo;
@@ -26,6 +29,7 @@ pub mod rootfs;
 pub mod running;
 pub mod runtime;
 pub mod skip;
+pub mod terminal;
 pub mod users;
 pub mod workspace;
 

@@ -116,6 +116,12 @@ pub struct ProbeReport {
     pub capabilities: BTreeMap<String, String>,
     pub cwd: Option<String>,
     pub fds: Vec<OpenFd>,
+    /// The session id (`getsid(0)`): the probe's own PID after `setsid()`.
+    #[serde(default)]
+    pub session: Option<i32>,
+    /// The controlling terminal's device number; 0 for none.
+    #[serde(default)]
+    pub tty_nr: Option<i64>,
 }
 
 /// One open file descriptor and what it points to.
@@ -171,6 +177,28 @@ pub struct CallReport {
     /// The error number when it failed (`EPERM` is 1).
     pub errno: Option<i32>,
     pub error: Option<String>,
+}
+
+/// What `keel-probe tiocsti TEXT` reports.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TiocstiReport {
+    pub ok: bool,
+    /// How many bytes were pushed before the first refusal.
+    pub pushed: u32,
+    pub errno: Option<i32>,
+}
+
+/// What `keel-probe orphan` reports.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrphanReport {
+    /// The orphan's PID in the container.
+    pub orphan: i32,
+    /// Its parent after it was orphaned (field 4 of /proc/PID/stat).
+    pub adopted_by: Option<String>,
+    /// Whether it was reaped after it exited.
+    pub reaped: bool,
+    /// Its state when the probe gave up (`Z`: a zombie).
+    pub state: Option<String>,
 }
 
 /// What the probe reports, run without arguments in a container of `runtime`.

@@ -267,7 +267,13 @@ impl Invocation {
         running::Running::new(child, description, deadline, held)
     }
 
-    fn command(self) -> (Command, Held) {
+    /// The deadline of this run.
+    pub(crate) fn timeout_duration(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The command line to start, and what must stay alive while it runs.
+    pub(crate) fn command(self) -> (Command, Held) {
         let mut argv = self.args.clone();
         if let Some(command) = &self.command {
             argv.push("--".into());

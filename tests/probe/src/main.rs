@@ -8,6 +8,9 @@
 //! keel-probe init-module     try to load a (empty) kernel module
 //! keel-probe settime         try settimeofday(NULL, NULL), which only checks CAP_SYS_TIME
 //! keel-probe mount SRC DST FSTYPE   try a read-only mount
+//! keel-probe tiocsti TEXT    try to push TEXT into the input of the terminal on stdin
+//! keel-probe orphan          make an orphan, and see whether PID 1 reaps it
+//! keel-probe clear-pdeathsig MARKER   clear the parent-death signal, say so, wait forever
 //! ```
 //!
 //! Everything is printed as one JSON object on stdout, for the graders to parse. The
@@ -20,6 +23,7 @@ mod breakout;
 mod call;
 mod read;
 mod report;
+mod session;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,10 +38,14 @@ fn main() -> ExitCode {
         ["init-module"] => call::init_module(),
         ["settime"] => call::settime(),
         ["mount", source, target, fstype] => call::mount(source, target, fstype),
+        ["tiocsti", text] => session::tiocsti(text),
+        ["orphan"] => session::orphan(),
+        ["clear-pdeathsig", _marker] => session::clear_pdeathsig(),
         _ => {
             eprintln!(
                 "usage: keel-probe [report | breakout MARKER | read PATH | setgroups | \
-                 init-module | settime | mount SRC DST FSTYPE]"
+                 init-module | settime | mount SRC DST FSTYPE | tiocsti TEXT | orphan | \
+                 clear-pdeathsig MARKER]"
             );
             return ExitCode::from(2);
         }

@@ -34,6 +34,8 @@ pub fn report() -> Value {
         "capabilities": capabilities(&status),
         "cwd": std::env::current_dir().ok().map(|dir| dir.display().to_string()),
         "fds": open_fds(),
+        "session": session(),
+        "tty_nr": stat_field(7),
     })
 }
 
@@ -121,6 +123,22 @@ fn is_fd_listing(target: &str) -> bool {
         .strip_prefix("/proc/")
         .and_then(|rest| rest.strip_suffix("/fd"))
         .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The session id: the PID of the session leader (`getsid(0)`).
+fn session() -> Option<i32> {
+    // SAFETY: getsid has no memory arguments.
+    let sid = unsafe { libc::getsid(0) };
+    (sid >= 0).then_some(sid)
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/self/stat`: 7 is `tty_nr`, the
+/// controlling terminal's device number, 0 for none.
+fn stat_field(n: usize) -> Option<i64> {
+    let stat = fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(n - 3)?.parse().ok()
 }
 
 fn lines(path: &str) -> Vec<String> {

@@ -13,7 +13,11 @@
 //! - [`rootfs`]: `ls /`, `pivot_root` and the old root, the chroot breakout, the default
 //!   rootfs of the host's programs (stage02 and later);
 //! - [`dev`]: the devices of `/dev` (stage02 and later);
-//! - [`pseudofs`]: `/sys`, `/tmp` and the masked files of `/proc` (stage02 and later).
+//! - [`pseudofs`]: `/sys`, `/tmp` and the masked files of `/proc` (stage02 and later);
+//! - [`sealed`]: the runtime's binary is out of the container's reach (CVE-2019-5736);
+//! - [`terminal`]: a session of the container's own, and its own terminal with `-t`;
+//! - [`init`]: `--init` reaps orphans and does not outlive the runtime;
+//! - [`workdir`]: `-w` is resolved inside the container's root (CVE-2024-21626).
 
 pub mod cli;
 pub mod dev;
@@ -21,3 +25,7 @@ pub mod lifecycle;
 pub mod pid;
 pub mod pseudofs;
 pub mod rootfs;
+pub mod sealed;
+pub mod terminal;
+pub mod init;
+pub mod workdir;

@@ -1,0 +1,122 @@
+//! The runtime's own binary, out of the container's reach (CVE-2019-5736).
+//!
+//! The child that sets up the container is a copy of the runtime: its
+//! `/proc/self/exe` is the runtime's binary on the host. If the command it finally
+//! execs is a script starting with `#!/proc/self/exe`, or a program whose ELF
+//! interpreter is `/proc/self/exe`, the kernel resolves that magic link *during*
+//! `execve`, while it still names the runtime: the runtime's binary starts again inside
+//! the container, and the dynamic loader it asks for (`/lib64/ld-linux-x86-64.so.2`)
+//! comes from the container's root, which the attacker wrote. That loader runs with
+//! `/proc/self/exe` still pointing at the host's binary, keeps it open, waits for the
+//! runtime to exit, and writes into it: the next `run` executes the attacker's code on
+//! the host, as whoever runs it (root's copy as root, the user's own copy with
+//! `cargo run`).
+//!
+//! runc and crun answer by never letting the container see the real file: before
+//! anything else the runtime copies itself into a `memfd`, seals the copy against any
+//! write, and re-executes from it. `/proc/self/exe` then names an anonymous, sealed
+//! file that nobody, not even root, can change; the host's binary is never reachable.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+
+use crate::explain;
+
+/// The seals that make the copy immutable: no write, no truncate, no growth, and no
+/// removing of seals.
+const SEALS: SealFlag = SealFlag::F_SEAL_SEAL
+    .union(SealFlag::F_SEAL_SHRINK)
+    .union(SealFlag::F_SEAL_GROW)
+    .union(SealFlag::F_SEAL_WRITE);
+
+/// `MFD_EXEC` (Linux 6.3, `<linux/memfd.h>`): the memfd may be executed. Not in the
+/// libc crate yet.
+const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
+
+// ANCHOR: reexec
+/// Makes sure this process runs from a sealed copy of its binary: returns at once if
+/// it already does, and otherwise re-executes itself from one (and does not return).
+pub fn ensure() -> Result<()> {
+    let exe = File::open("/proc/self/exe").context("opening /proc/self/exe")?;
+    if is_sealed(&exe) {
+        return Ok(());
+    }
+    let copy = sealed_copy(&exe)?;
+    explain::step(
+        "memfd_create(\"keel\"); sendfile(/proc/self/exe); F_ADD_SEALS; execveat(memfd)",
+        "run from a sealed copy of the runtime, so that no container can reach the host's \
+         binary through /proc/self/exe",
+    );
+    drop(exe);
+    Err(reexec(&copy)).context("re-executing from the sealed copy (execveat)")
+}
+// ANCHOR_END: reexec
+
+/// Whether `exe` is a memfd sealed against writes: a plain file has no seals, and
+/// F_GET_SEALS fails on it.
+fn is_sealed(exe: &File) -> bool {
+    fcntl(exe.as_fd(), FcntlArg::F_GET_SEALS)
+        .is_ok_and(|seals| SealFlag::from_bits_truncate(seals).contains(SEALS))
+}
+
+// ANCHOR: sealed_copy
+/// Copies `exe` into a new memfd and seals it.
+fn sealed_copy(exe: &File) -> Result<OwnedFd> {
+    let name = c"keel";
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    // Linux 6.3 wants to be told that a memfd will be executed (MFD_EXEC); older
+    // kernels do not know the flag and refuse it.
+    let memfd = memfd_create(name, flags | MFD_EXEC)
+        .or_else(|_| memfd_create(name, flags))
+        .context("memfd_create for a sealed copy of the runtime")?;
+    let size = exe.metadata().context("stat /proc/self/exe")?.len();
+    let mut copied = 0;
+    while copied < size {
+        // sendfile copies inside the kernel, from the page cache into the memfd.
+        let left = usize::try_from(size - copied).unwrap_or(usize::MAX);
+        match nix::sys::sendfile::sendfile64(memfd.as_fd(), exe.as_fd(), None, left) {
+            Ok(0) => bail!("/proc/self/exe ended after {copied} of {size} bytes"),
+            Ok(n) => copied += n as u64,
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno).context("copying the runtime into a memfd (sendfile)"),
+        }
+    }
+    fcntl(memfd.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)).context("sealing the memfd")?;
+    Ok(memfd)
+}
+// ANCHOR_END: sealed_copy
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)` with this process's own arguments
+/// and environment. Only returns on failure.
+fn reexec(copy: &OwnedFd) -> Errno {
+    let argv: Vec<CString> = std::env::args_os().filter_map(c_string).collect();
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(key, value)| {
+            let mut pair = key;
+            pair.push("=");
+            pair.push(value);
+            c_string(pair)
+        })
+        .collect();
+    match nix::unistd::execveat(
+        copy.as_fd(),
+        c"",
+        &argv,
+        &envp,
+        nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    ) {
+        Err(errno) => errno,
+        Ok(never) => match never {},
+    }
+}
+
+fn c_string(s: OsString) -> Option<CString> {
+    CString::new(s.into_vec()).ok()
+}

@@ -1,0 +1,81 @@
+//! The runtime's binary is out of the container's reach (CVE-2019-5736).
+//!
+//! The container runs `/evil`, whose interpreter is `#!/proc/self/exe`, in a rootfs
+//! armed by [`attacker::arm`]: the runtime's binary starts again inside the container
+//! with the attacker's program as its loader. That program reports which file
+//! `/proc/self/exe` names, then waits for the runtime to die and tries to write into
+//! it. The grader kills the runtime with SIGKILL, as a user pressing Ctrl-\ twice or
+//! an OOM kill would, and reads the attacker's verdict.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+use nix::sys::signal::Signal;
+
+use crate::attacker::EVIL;
+use crate::leaks::Marker;
+use crate::runtime::Runtime;
+
+/// `/proc/self/exe`, seen from inside, is not the runtime's binary on the host; and
+/// once the runtime is killed, the binary is unchanged.
+///
+/// `runtime` runs `binary` (a copy that this test alone uses: if the attack works, it
+/// is overwritten) in a rootfs armed against it.
+pub fn runtime_binary_is_out_of_reach(runtime: &Runtime, binary: &Path) {
+    let before = std::fs::read(binary).expect("reading the runtime's binary");
+    let meta = std::fs::metadata(binary).expect("stat of the runtime's binary");
+    let marker = Marker::new();
+    let mut running = runtime.run().cmd([EVIL, marker.token()]).spawn();
+    let exe = running.read_line();
+    let seen: Vec<u64> = exe
+        .strip_prefix("exe ")
+        .unwrap_or_else(|| panic!("the attacker did not start: {exe:?}"))
+        .split(' ')
+        .map(|n| n.parse().expect("exe DEV INO"))
+        .collect();
+    assert_eq!(running.read_line(), "armed");
+    // The runtime dies: now nothing keeps its binary busy (ETXTBSY) any more.
+    running.signal(Signal::SIGKILL);
+    let verdict = running.read_line();
+    let out = running.wait();
+    marker.assert_none_left();
+    let after = std::fs::read(binary).expect("reading the runtime's binary");
+    assert!(
+        seen != [meta.dev(), meta.ino()],
+        "inside the container, /proc/self/exe of a process that execs the runtime's binary \
+         names the host's binary itself (dev {} inode {}): the runtime must run from a \
+         sealed copy (memfd) so that the container never reaches the real file\n{out}",
+        meta.dev(),
+        meta.ino()
+    );
+    assert!(
+        before == after,
+        "the runtime's binary on the host was overwritten from inside the container \
+         (the attacker said {verdict:?})"
+    );
+    assert_ne!(verdict, "overwrote", "the attacker wrote into the runtime's binary");
+}
+
+/// Seen from the host: while a container runs, the runtime's `/proc/PID/exe` is a
+/// memfd sealed against writing, not the file it was started from.
+pub fn runtime_runs_from_a_sealed_copy(runtime: &Runtime) {
+    let mut running = runtime.run().sh("echo ready; read line").spawn();
+    assert_eq!(running.read_line(), "ready");
+    let exe = format!("/proc/{}/exe", running.pid());
+    let target = std::fs::read_link(&exe).expect("readlink of the runtime's exe");
+    let file = std::fs::File::open(&exe).expect("open of the runtime's exe");
+    let seals = fcntl(&file, FcntlArg::F_GET_SEALS);
+    running.write_stdin(b"\n");
+    running.wait().expect_success();
+    assert!(
+        target.to_string_lossy().starts_with("/memfd:"),
+        "the runtime runs from {}: it should run from a sealed memfd copy of itself",
+        target.display()
+    );
+    let seals = SealFlag::from_bits_truncate(seals.expect("F_GET_SEALS on the runtime's exe"));
+    assert!(
+        seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL),
+        "the runtime's memfd is not sealed against writes: {seals:?}"
+    );
+}
