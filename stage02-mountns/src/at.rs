@@ -71,6 +71,7 @@ impl At {
             .with_context(|| format!("opening {:?}", self.shown().join(name)))
     }
 
+    // ANCHOR: create_file
     /// Creates the empty regular file `name` here: a new one (`O_EXCL`), never
     /// through a symlink (`O_NOFOLLOW`). It is returned open, to mount onto.
     pub fn create_file(&self, name: &str, mode: u32) -> Result<Self> {
@@ -80,6 +81,7 @@ impl At {
             .map(Self)
             .with_context(|| format!("creating {:?}", self.shown().join(name)))
     }
+    // ANCHOR_END: create_file
 
     /// Creates the file `name` here, holding `text`.
     pub fn write_file(&self, name: &str, text: &str) -> Result<()> {

@@ -31,6 +31,7 @@ impl Root {
         &self.0
     }
 
+    // ANCHOR: mount_point
     /// A top-level directory the runtime mounts on (`proc`, `dev`, `sys`, `tmp`),
     /// created if missing. It must be a real directory: a symlink there is refused,
     /// since whatever it points to would be covered.
@@ -57,6 +58,7 @@ impl Root {
             opened => opened.with_context(|| format!("opening /{name} in the rootfs")),
         }
     }
+    // ANCHOR_END: mount_point
 
     // ANCHOR: resolve_in_root
     /// Opens `path` with every symlink resolved as if the rootfs were `/`: `..` stops
