@@ -44,6 +44,8 @@ fn in_rootfs(rootfs: &Path) -> Runtime {
 // Graders kept in files of their own (tests/stage02/), one module each.
 #[path = "stage02/hardening.rs"]
 mod hardening;
+#[path = "stage02/rootfs_input.rs"]
+mod rootfs_input;
 #[path = "stage02/rootfs_races.rs"]
 mod rootfs_races;
 

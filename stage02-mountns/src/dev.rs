@@ -4,15 +4,19 @@
 //! gets its own tmpfs instead, with the handful of harmless devices that programs take
 //! for granted, bound one by one from the host: binding works in a user namespace too,
 //! where mknod(2) is not allowed (stage 3).
+//!
+//! Everything here is made relative to the fd of the new tmpfs's root. That tmpfs
+//! lives only in our private mount namespace, so nobody else can change what is in
+//! it, and no name in the rootfs (which its owner may rename at any moment) is looked
+//! up again.
 
 use std::fs;
-use std::os::unix::fs::symlink;
-use std::path::Path;
 
-use anyhow::{Context, Result};
-use nix::mount::MsFlags;
+use anyhow::Result;
+use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID};
 
-use crate::mounts::{bind, mount_fs};
+use crate::at::At;
+use crate::newmount;
 
 /// The device nodes every container gets, as docker and runc give them.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -26,47 +30,39 @@ pub const LINKS: [(&str, &str); 4] = [
 ];
 
 // ANCHOR: dev_populate
-/// Fills the container's /dev at `dev`, a fresh tmpfs.
-pub fn populate(dev: &Path) -> Result<()> {
+/// Fills the container's /dev, a fresh tmpfs whose root `dev` holds. With a terminal
+/// (`-t`), it also gets an empty `console` for the runner to bind the container's
+/// terminal onto.
+pub fn populate(dev: &At, terminal: bool) -> Result<()> {
     bind_devices(dev)?;
     mount_pts(dev)?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    fs::create_dir(dev.join("shm"))?;
-    mount_fs(
-        "tmpfs",
-        &dev.join("shm"),
-        flags,
-        Some("mode=1777,size=65536k"),
-        "POSIX shared memory",
-    )?;
-    fs::create_dir(dev.join("mqueue"))?;
-    mount_fs(
-        "mqueue",
-        &dev.join("mqueue"),
-        flags,
-        None,
+    let flags = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    newmount::filesystem("tmpfs", "mode=1777,size=65536k", flags)?
+        .attach(&dev.mkdir("shm", 0o755)?, "POSIX shared memory")?;
+    newmount::filesystem("mqueue", "", flags)?.attach(
+        &dev.mkdir("mqueue", 0o755)?,
         "POSIX message queues of our IPC namespace",
     )?;
     for (name, target) in LINKS {
-        symlink(target, dev.join(name)).with_context(|| format!("symlink /dev/{name}"))?;
+        dev.symlink(target, name)?;
     }
-    bind_console(dev)
+    if terminal {
+        // Only a mount point: the caller's own terminal is never bound here.
+        dev.create_file("console", 0o600)?;
+    }
+    Ok(())
 }
 // ANCHOR_END: dev_populate
 
-/// Binds each of [`DEVICES`] from the host onto an empty file in `dev`.
-pub fn bind_devices(dev: &Path) -> Result<()> {
+/// Binds each of [`DEVICES`] from the host onto an empty file of the same name in
+/// the tmpfs that `dev` holds.
+pub fn bind_devices(dev: &At) -> Result<()> {
     // ANCHOR: populate_dev
-    // EXERCISE: for each name in DEVICES, create an empty file in dev and bind-mount the host's /dev/<name> onto it
+    // EXERCISE: for each name in DEVICES, create an empty file in dev (At::create_file) and attach a copy of the host's /dev/<name> onto it (newmount::clone_path, then Detached::attach)
     for name in DEVICES {
-        let target = dev.join(name);
-        fs::File::create(&target).with_context(|| format!("creating {target:?}"))?;
-        bind(
-            &Path::new("/dev").join(name),
-            &target,
-            false,
-            "a harmless host device",
-        )?;
+        let file = dev.create_file(name, 0o644)?;
+        let host = format!("/dev/{name}");
+        newmount::clone_path(&host, false)?.attach(&file, "a harmless host device")?;
     }
     Ok(())
     // ANCHOR_END: populate_dev
@@ -75,10 +71,7 @@ pub fn bind_devices(dev: &Path) -> Result<()> {
 // ANCHOR: devpts
 /// A devpts of our own: `newinstance` gives the container its own set of pseudo
 /// terminals, numbered from 0, instead of the host's.
-fn mount_pts(dev: &Path) -> Result<()> {
-    let pts = dev.join("pts");
-    fs::create_dir(&pts)?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+fn mount_pts(dev: &At) -> Result<()> {
     let why = "pseudo terminals of our own, numbered from 0";
     // gid=5 (tty) is what glibc expects; in a user namespace without that group
     // mapped, the kernel refuses it, and the default is the best we can do. We ask
@@ -88,9 +81,9 @@ fn mount_pts(dev: &Path) -> Result<()> {
     } else {
         "newinstance,ptmxmode=0666,mode=0620"
     };
-    mount_fs("devpts", &pts, flags, Some(options), why)?;
-    symlink("pts/ptmx", dev.join("ptmx")).context("symlink /dev/ptmx")?;
-    Ok(())
+    newmount::filesystem("devpts", options, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)?
+        .attach(&dev.mkdir("pts", 0o755)?, why)?;
+    dev.symlink("pts/ptmx", "ptmx")
 }
 
 /// The `tty` group, which owns terminals.
@@ -106,19 +99,3 @@ fn gid_is_mapped(gid: u32) -> bool {
     })
 }
 // ANCHOR_END: devpts
-
-/// With a terminal on stdin (`-it`), the container's /dev/console is that terminal.
-fn bind_console(dev: &Path) -> Result<()> {
-    if !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-        return Ok(());
-    }
-    let tty = fs::read_link("/proc/self/fd/0").context("finding our terminal")?;
-    let console = dev.join("console");
-    fs::File::create(&console)?;
-    bind(
-        &tty,
-        &console,
-        false,
-        "our terminal is the container's console",
-    )
-}

@@ -6,13 +6,14 @@
 //! /etc or /var, and cannot change the programs it borrows.
 
 use std::fs;
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result};
-use nix::mount::MsFlags;
+use anyhow::Result;
+use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
 
-use crate::mounts::{bind, make_readonly, mount_fs};
+use crate::at::At;
+use crate::inroot::Root;
+use crate::newmount;
 
 /// Where the tmpfs root is mounted, inside our private mount namespace only. Nothing
 /// of the host is hidden for long: the whole old root is detached after pivot_root.
@@ -22,43 +23,40 @@ pub const MOUNT_POINT: &str = "/tmp";
 const BORROWED: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 // ANCHOR: host_build
-/// Mounts a tmpfs root and fills it from the host; returns its path.
-pub fn build(hostname: &str) -> Result<PathBuf> {
-    let root = PathBuf::from(MOUNT_POINT);
-    mount_fs(
+/// Mounts a tmpfs root and fills it from the host, relative to the fd of its root.
+pub fn build(hostname: &str) -> Result<Root> {
+    let root = newmount::filesystem(
         "tmpfs",
-        &root,
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0755,size=65536k"),
+        "mode=0755,size=65536k",
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )?
+    .attach(
+        &At::open_dir(Path::new(MOUNT_POINT))?,
         "an empty, private filesystem to become the container's root",
     )?;
     for dir in BORROWED {
-        borrow(&Path::new("/").join(dir), &root.join(dir))?;
+        borrow(dir, &root)?;
     }
-    write_etc(&root.join("etc"), hostname)?;
-    fs::create_dir_all(root.join("root")).context("creating /root in the host rootfs")?;
-    Ok(root)
+    write_etc(&root.mkdir("etc", 0o755)?, hostname)?;
+    root.mkdir("root", 0o755)?;
+    Ok(Root::new(root))
 }
 // ANCHOR_END: host_build
 
 // ANCHOR: borrow
-/// On merged-/usr systems /bin is a symlink to usr/bin: copy the link, bind the rest.
-fn borrow(host: &Path, inside: &Path) -> Result<()> {
-    match fs::symlink_metadata(host) {
+/// Makes the host's `/<dir>` visible at `<dir>` in `root`, read-only. On merged-/usr
+/// systems /bin is a symlink to usr/bin: copy the link, bind the rest.
+fn borrow(dir: &str, root: &At) -> Result<()> {
+    let host = Path::new("/").join(dir);
+    match fs::symlink_metadata(&host) {
         Err(_) => Ok(()), // this machine has no such directory (e.g. /libx32)
-        Ok(meta) if meta.file_type().is_symlink() => {
-            let target = fs::read_link(host)?;
-            symlink(&target, inside).with_context(|| format!("symlink {inside:?} -> {target:?}"))
-        }
+        Ok(meta) if meta.file_type().is_symlink() => root.symlink(fs::read_link(&host)?, dir),
         Ok(_) => {
-            fs::create_dir(inside).with_context(|| format!("mkdir {inside:?}"))?;
-            bind(
-                host,
-                inside,
-                true,
-                "borrow the host's programs and libraries",
+            newmount::clone_path(&host, true)?.read_only()?.attach(
+                &root.mkdir(dir, 0o755)?,
+                "borrow the host's programs and libraries, read-only",
             )?;
-            make_readonly(inside, "the container may run them, not change them")
+            Ok(())
         }
     }
 }
@@ -66,8 +64,7 @@ fn borrow(host: &Path, inside: &Path) -> Result<()> {
 
 /// A minimal /etc: who root is, the hostname, and name resolution for the
 /// host's network (shared until stage 4).
-fn write_etc(etc: &Path, hostname: &str) -> Result<()> {
-    fs::create_dir_all(etc)?;
+fn write_etc(etc: &At, hostname: &str) -> Result<()> {
     let files = [
         (
             "passwd",
@@ -86,7 +83,7 @@ fn write_etc(etc: &Path, hostname: &str) -> Result<()> {
         ),
     ];
     for (name, content) in files {
-        fs::write(etc.join(name), content).with_context(|| format!("writing /etc/{name}"))?;
+        etc.write_file(name, &content)?;
     }
     Ok(())
 }

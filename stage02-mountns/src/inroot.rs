@@ -3,80 +3,62 @@
 //! A rootfs is untrusted input: it comes from an image, or from a user. A symlink in it
 //! (`proc -> /`, `data -> ../../../etc`) would send a mount that we mean for the
 //! container somewhere else. So the rootfs is held by an fd, every path in it is opened
-//! with `openat2(2)`, and mounts go onto `/proc/self/fd/N`: the kernel mounts on the
-//! object the fd holds, and the path is never looked up again.
+//! with `openat2(2)`, and mounts are attached onto the fds it returns: the kernel
+//! mounts on the object the fd holds, and the path is never looked up again.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{Mode, mkdirat};
 
-/// The rootfs, held open.
+use crate::at::At;
+
+/// The rootfs, held open: the root of the mount that becomes the container's `/`.
 #[derive(Debug)]
-pub struct Root {
-    fd: OwnedFd,
-}
-
-/// An object opened inside the rootfs; mount onto [`At::path`].
-#[derive(Debug)]
-pub struct At(OwnedFd);
-
-impl At {
-    /// `/proc/self/fd/N`: a path that names exactly this object.
-    pub fn path(&self) -> PathBuf {
-        fd_path(&self.0)
-    }
-}
-
-fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
+pub struct Root(At);
 
 impl Root {
-    /// Opens the directory `dir` as the rootfs.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let fd = open(dir, flags, Mode::empty())
-            .with_context(|| format!("opening the rootfs {dir:?}"))?;
-        Ok(Self { fd })
+    /// The rootfs whose root directory `at` holds.
+    pub fn new(at: At) -> Self {
+        Self(at)
     }
 
-    /// `/proc/self/fd/N` of the rootfs itself: the new root, whatever happens to the
-    /// path it was found at.
-    pub fn path(&self) -> PathBuf {
-        fd_path(&self.fd)
+    /// The rootfs's root directory.
+    pub fn at(&self) -> &At {
+        &self.0
     }
 
+    // ANCHOR: mount_point
     /// A top-level directory the runtime mounts on (`proc`, `dev`, `sys`, `tmp`),
     /// created if missing. It must be a real directory: a symlink there is refused,
     /// since whatever it points to would be covered.
     pub fn mount_point(&self, name: &str) -> Result<At> {
-        let how = || {
-            OpenHow::new()
+        let open = || {
+            let how = OpenHow::new()
                 .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+            openat2(self.0.as_fd(), name, how).map(At::from)
         };
-        match openat2(self.fd.as_fd(), name, how()) {
+        let opened = match open() {
             Err(Errno::ENOENT) => {
-                mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(0o755))
+                mkdirat(self.0.as_fd(), name, Mode::from_bits_truncate(0o755))
                     .with_context(|| format!("creating /{name} in the rootfs"))?;
+                open()
             }
+            opened => opened,
+        };
+        match opened {
             Err(Errno::ELOOP | Errno::ENOTDIR) => bail!(
                 "/{name} in the rootfs is not a directory (a symlink?): the runtime mounts \
                  there, so it must be a plain directory"
             ),
-            Err(errno) => {
-                return Err(errno).with_context(|| format!("opening /{name} in the rootfs"));
-            }
-            Ok(fd) => return Ok(At(fd)),
+            opened => opened.with_context(|| format!("opening /{name} in the rootfs")),
         }
-        Ok(At(
-            openat2(self.fd.as_fd(), name, how()).with_context(|| format!("opening /{name}"))?
-        ))
     }
+    // ANCHOR_END: mount_point
 
     // ANCHOR: resolve_in_root
     /// Opens `path` with every symlink resolved as if the rootfs were `/`: `..` stops
@@ -91,7 +73,7 @@ impl Root {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(self.fd.as_fd(), relative, how).map(At)
+        openat2(self.0.as_fd(), relative, how).map(At::from)
     }
     // ANCHOR_END: resolve_in_root
 
@@ -102,7 +84,7 @@ impl Root {
     /// and symlinks that climb out end inside the root or fail.
     pub fn workdir(&self, dir: &Path) -> Result<OwnedFd> {
         match self.resolve(dir, OFlag::O_DIRECTORY) {
-            Ok(At(fd)) => Ok(fd),
+            Ok(dir) => Ok(OwnedFd::from(dir)),
             Err(Errno::ENOENT) => bail!(
                 "-w {}: no such directory in the container's root (keel does not create \
                  it: make it in the rootfs, or choose one that exists)",
@@ -165,8 +147,8 @@ fn create_one(parent: &At, name: &std::ffi::OsStr, file: bool) -> nix::Result<()
                     | OFlag::O_NOFOLLOW,
             )
             .mode(Mode::from_bits_truncate(0o644));
-        openat2(parent.0.as_fd(), name, how).map(drop)
+        openat2(parent.as_fd(), name, how).map(drop)
     } else {
-        mkdirat(parent.0.as_fd(), name, Mode::from_bits_truncate(0o755))
+        mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755))
     }
 }

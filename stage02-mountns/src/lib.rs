@@ -4,11 +4,13 @@
 //! host's programs), with fresh /proc, /dev, /sys and /tmp, runc's masked paths, and
 //! the user's volumes; `pivot_root` makes it the root and the host's root is detached.
 
+pub mod at;
 pub mod dev;
 pub mod host;
 pub mod inroot;
+pub mod leftovers;
 pub mod masks;
-pub mod mounts;
+pub mod newmount;
 pub mod pivot;
 pub mod rootfs;
 pub mod volumes;
@@ -88,7 +90,7 @@ impl Stage for Stage02 {
 }
 
 /// What stages 1 and 2 need besides privileges: stage 1's checks, the devices to
-/// bind, and openat2.
+/// bind, openat2 and the new mount API.
 pub fn checks(report: &mut Report) {
     stage01_pidns::checks(report);
     for device in dev::DEVICES {
@@ -103,4 +105,5 @@ pub fn checks(report: &mut Report) {
         report.check(&path, outcome);
     }
     report.check("openat2(RESOLVE_IN_ROOT)", volumes::probe_openat2());
+    report.check("the new mount API", newmount::probe());
 }

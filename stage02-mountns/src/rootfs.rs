@@ -7,15 +7,22 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
-use common::{Child, Layer, Prepare};
-use nix::mount::MsFlags;
+use anyhow::{Context, Result, bail};
+use common::{Child, Cleanup, Layer, Prepare};
+use libc::{
+    MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+    MOUNT_ATTR_STRICTATIME,
+};
 use nix::sched::CloneFlags;
 
+use crate::at::At;
 use crate::inroot::Root;
-use crate::mounts::{bind, make_readonly, mount_fs};
+use crate::leftovers::Leftovers;
 use crate::volumes::{self, Volume};
-use crate::{dev, host, masks, pivot};
+use crate::{dev, host, masks, newmount, pivot};
+
+/// The directories of the rootfs the layer mounts on (created if missing).
+pub const MOUNT_POINTS: [&str; 4] = ["proc", "dev", "sys", "tmp"];
 
 /// Where the container's root comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +39,10 @@ pub struct Rootfs {
     source: Source,
     hostname: String,
     volumes: Vec<Volume>,
+    /// The rootfs directory as `prepare` checked it (held open by the parent).
+    checked: Option<At>,
+    /// What the run may add to the rootfs directory, to remove if it never starts.
+    leftovers: Option<Leftovers>,
 }
 
 impl Rootfs {
@@ -41,6 +52,8 @@ impl Rootfs {
             source,
             hostname: hostname.to_owned(),
             volumes,
+            checked: None,
+            leftovers: None,
         }
     }
 }
@@ -55,12 +68,14 @@ impl Layer for Rootfs {
     }
 
     fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
-        if let Source::Dir(dir) = &self.source {
-            check_rootfs(dir)?;
-        }
         // Fail early, in the parent, on a host path that does not exist.
         for volume in &self.volumes {
             volumes::check_host(volume)?;
+        }
+        if let Source::Dir(dir) = &self.source {
+            let checked = check_rootfs(dir)?;
+            self.leftovers = Some(Leftovers::record(&checked, &MOUNT_POINTS, &self.volumes));
+            self.checked = Some(checked);
         }
         Ok(())
     }
@@ -71,87 +86,90 @@ impl Layer for Rootfs {
         // Open the volumes' host paths first, while every host path is still in
         // view (the host rootfs is about to cover /tmp). It happens here and not in
         // the parent because a bind mount's source must be in our mount namespace.
-        let opened = self
+        let opened_volumes = self
             .volumes
             .iter()
             .map(volumes::open_host)
             .collect::<Result<Vec<_>>>()?;
         let root = match &self.source {
             Source::Dir(dir) => {
-                // pivot_root needs the new root to be a mount point: bind it onto itself.
-                bind(
-                    dir,
-                    dir,
-                    true,
+                // From here on the rootfs is this fd: no name in it is looked up from
+                // `/` again, so renaming its directories cannot redirect anything.
+                let directory = At::open_dir(dir)?;
+                if let Some(checked) = &self.checked {
+                    ensure_same_directory(checked, &directory, dir)?;
+                }
+                // pivot_root needs the new root to be a mount point: a copy of the
+                // directory's mount, attached onto the directory itself.
+                Root::new(newmount::clone_at(&directory, true)?.attach(
+                    &directory,
                     "pivot_root needs the new root to be a mount point",
-                )?;
-                Root::open(dir)?
+                )?)
             }
-            Source::Host => Root::open(&host::build(&self.hostname)?)?,
+            Source::Host => host::build(&self.hostname)?,
         };
-        // From here on the rootfs is an fd: `new` is /proc/self/fd/N, and a path below
-        // it cannot be redirected by swapping the rootfs's own path for a symlink.
-        let new = root.path();
-        // Each mount point is opened (a plain directory, never a symlink) and mounted
-        // on through its fd; once something is mounted there, `new/<dir>` leads into it.
-        bind(
-            Path::new("/proc"),
-            &root.mount_point("proc")?.path(),
-            true,
+        // Each mount point is opened (a plain directory, never a symlink), and the
+        // mount is attached onto that fd. What goes inside a mount is then made
+        // relative to the fd of its root, which `attach` returns.
+        let proc = newmount::clone_path("/proc", true)?.attach(
+            &root.mount_point("proc")?,
             "carry stage 1's fresh /proc (our PID namespace's) into the new root",
         )?;
-        mount_fs(
+        let dev = newmount::filesystem(
             "tmpfs",
-            &root.mount_point("dev")?.path(),
-            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-            Some("mode=0755,size=65536k"),
+            "mode=0755,size=65536k",
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME,
+        )?
+        .attach(
+            &root.mount_point("dev")?,
             "a /dev of our own instead of the host's",
         )?;
-        dev::populate(&new.join("dev"))?;
-        mount_sys(&root.mount_point("sys")?.path(), &new.join("sys"))?;
-        masks::apply(&new)?;
-        mount_fs(
-            "tmpfs",
-            &root.mount_point("tmp")?.path(),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=1777"),
-            "a private, writable /tmp",
-        )?;
-        for volume in &opened {
+        dev::populate(&dev, cx.terminal)?;
+        let sys = mount_sys(&root.mount_point("sys")?)?;
+        masks::apply(&proc, &sys)?;
+        newmount::filesystem("tmpfs", "mode=1777", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)?
+            .attach(&root.mount_point("tmp")?, "a private, writable /tmp")?;
+        for volume in &opened_volumes {
             volumes::mount(&root, volume)?;
         }
         if let Some(dir) = &cx.process.cwd {
             cx.workdir = Some(root.workdir(dir)?);
         }
-        pivot::pivot_into(&new)
+        pivot::pivot_into(root.at())
     }
     // ANCHOR_END: rootfs_child
+
+    fn cleanup(&mut self, cx: &mut Cleanup) {
+        // A run that never started leaves the rootfs directory as it found it.
+        if !cx.started
+            && let Some(leftovers) = &self.leftovers
+        {
+            leftovers.remove();
+        }
+    }
 }
 
 // ANCHOR: mount_sys
 /// /sys, read-only. A fresh sysfs shows the devices of our network namespace; where
 /// the kernel refuses one (a user namespace that does not own its network namespace,
-/// stage 3), a read-only bind of the host's /sys is the fallback, as runc does.
-/// `point` is the mount point's fd path; `mounted` leads to what is mounted there.
-fn mount_sys(point: &Path, mounted: &Path) -> Result<()> {
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    match mount_fs("sysfs", point, flags, None, "kernel objects, read-only") {
-        Ok(()) => Ok(()),
-        Err(_) => {
-            bind(
-                Path::new("/sys"),
-                point,
-                true,
-                "sysfs may not be mounted here: bind the host's",
-            )?;
-            make_readonly(mounted, "the container may read /sys, not write it")
-        }
+/// stage 3), a read-only copy of the host's /sys is the fallback, as runc does.
+/// Returns the root of the mount attached onto `point`.
+fn mount_sys(point: &At) -> Result<At> {
+    let flags = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    match newmount::filesystem("sysfs", "", flags) {
+        Ok(sysfs) => sysfs.attach(point, "kernel objects, read-only"),
+        Err(_) => newmount::clone_path("/sys", true)?.read_only()?.attach(
+            point,
+            "sysfs may not be mounted here: a read-only copy of the host's",
+        ),
     }
 }
 // ANCHOR_END: mount_sys
 
-/// A rootfs must be a directory with a shell or program to run in it; say so early.
-fn check_rootfs(dir: &Path) -> Result<()> {
+// ANCHOR: check_rootfs
+/// A rootfs must be a directory, and not the host's own root in disguise
+/// (`/tmp/..`, a symlink to `/`, a bind mount of it). Returns it opened.
+fn check_rootfs(dir: &Path) -> Result<At> {
     if !dir.is_absolute() {
         bail!(
             "--rootfs {}: give an absolute path (e.g. --rootfs \"$PWD/{}\")",
@@ -168,10 +186,36 @@ fn check_rootfs(dir: &Path) -> Result<()> {
             dir.display()
         ),
     }
-    if dir == Path::new("/") {
+    let canonical = fs::canonicalize(dir).with_context(|| format!("--rootfs {}", dir.display()))?;
+    let opened = At::open_dir(dir)?;
+    if canonical == Path::new("/") || same_file(&opened, &At::open_dir(Path::new("/"))?)? {
         bail!(
-            "--rootfs /: the host's own root is not a container's rootfs; omit --rootfs for the default"
+            "--rootfs {}: that is the host's own root (it resolves to {}), not a \
+             container's rootfs; give a directory that holds one, or omit --rootfs for \
+             the default",
+            dir.display(),
+            canonical.display()
+        );
+    }
+    Ok(opened)
+}
+// ANCHOR_END: check_rootfs
+
+/// In the child: the rootfs it opened must be the directory the parent checked. A
+/// directory of the path renamed in between (and `/` swapped in) is refused.
+fn ensure_same_directory(checked: &At, opened: &At, dir: &Path) -> Result<()> {
+    if !same_file(checked, opened)? {
+        bail!(
+            "--rootfs {}: the directory changed while the container was being set up \
+             (renamed or replaced?); nothing was run",
+            dir.display()
         );
     }
     Ok(())
+}
+
+/// Whether two fds hold the same file (same device and inode).
+fn same_file(a: &At, b: &At) -> Result<bool> {
+    let (a, b) = (nix::sys::stat::fstat(a)?, nix::sys::stat::fstat(b)?);
+    Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
 }

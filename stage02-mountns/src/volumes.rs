@@ -7,16 +7,15 @@
 //! mount out of it. [`Root::create`] has the kernel resolve every symlink as if the
 //! rootfs were `/`, so nothing it names can escape.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{OFlag, open};
-use nix::sys::stat::Mode;
+use nix::fcntl::OFlag;
 
+use crate::at::At;
 use crate::inroot::Root;
-use crate::mounts::{bind, make_readonly};
+use crate::newmount;
 
 /// One `-v` option.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,11 +48,14 @@ impl FromStr for Volume {
                 bail!("-v {spec:?}: the {what} path {path:?} must be absolute");
             }
         }
-        if Path::new(target)
-            .components()
-            .any(|c| c == Component::ParentDir)
-        {
+        let parts: Vec<Component> = Path::new(target).components().collect();
+        if parts.contains(&Component::ParentDir) {
             bail!("-v {spec:?}: the container path may not contain '..'");
+        }
+        if !parts.iter().any(|c| matches!(c, Component::Normal(_))) {
+            bail!(
+                "-v {spec:?}: the container path may not be / (the volume would cover the whole root)"
+            );
         }
         Ok(Self {
             host: host.into(),
@@ -67,7 +69,7 @@ impl FromStr for Volume {
 #[derive(Debug)]
 pub struct OpenVolume {
     volume: Volume,
-    source: OwnedFd,
+    source: At,
     is_dir: bool,
 }
 
@@ -85,18 +87,13 @@ pub fn check_host(volume: &Volume) -> Result<()> {
 
 /// Opens the host side of `volume` (in the child, before the new root covers anything).
 pub fn open_host(volume: &Volume) -> Result<OpenVolume> {
-    let source = open(
-        &volume.host,
-        OFlag::O_PATH | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| {
+    let source = At::open_path(&volume.host).with_context(|| {
         format!(
             "-v {}: the host path cannot be opened",
             volume.host.display()
         )
     })?;
-    let is_dir = nix::sys::stat::fstat(source.as_fd())
+    let is_dir = nix::sys::stat::fstat(&source)
         .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
         .unwrap_or(false);
     Ok(OpenVolume {
@@ -110,23 +107,16 @@ pub fn open_host(volume: &Volume) -> Result<OpenVolume> {
 /// Binds an opened volume at its target, resolved inside the rootfs.
 pub fn mount(root: &Root, open: &OpenVolume) -> Result<()> {
     let target = root.create(&open.volume.target, open.is_dir)?;
-    // Mounting onto /proc/self/fd/N mounts on the file the fd holds: the path is never
-    // looked up again, so it cannot be swapped for a symlink in between.
-    let source = PathBuf::from(format!("/proc/self/fd/{}", open.source.as_raw_fd()));
-    bind(
-        &source,
-        &target.path(),
-        true,
-        "a host path, bound at a target resolved inside the rootfs",
-    )?;
+    // A copy of the host path's mount tree, made read-only before it is attached (if
+    // asked), then attached onto the fd of the target: no path is looked up again.
+    let mut copy = newmount::clone_at(&open.source, true)?;
     if open.volume.readonly {
-        // Open it again to reach the new mount on top, not the directory below it.
-        let mounted = root.resolve(&open.volume.target, OFlag::empty())?;
-        make_readonly(
-            &mounted.path(),
-            "-v ...:ro: read-only, with every mount below it",
-        )?;
+        copy = copy.read_only()?;
     }
+    copy.attach(
+        &target,
+        "a host path, at a target resolved inside the rootfs",
+    )?;
     Ok(())
 }
 // ANCHOR_END: volume_mount
@@ -134,7 +124,9 @@ pub fn mount(root: &Root, open: &OpenVolume) -> Result<()> {
 /// Whether this kernel has openat2(2) (Linux 5.6), which the rootfs relies on.
 pub fn probe_openat2() -> common::doctor::Outcome {
     use common::doctor::Outcome;
-    match Root::open(Path::new("/")).map(|root| root.resolve(Path::new("/"), OFlag::empty())) {
+    match At::open_dir(Path::new("/"))
+        .map(|root| Root::new(root).resolve(Path::new("/"), OFlag::empty()))
+    {
         Ok(Ok(_)) => Outcome::Ok("resolves paths inside the rootfs".into()),
         Ok(Err(errno)) => Outcome::Fail(format!(
             "{}: this kernel lacks openat2 (Linux 5.6+); paths in the rootfs cannot be resolved safely",
@@ -146,6 +138,10 @@ pub fn probe_openat2() -> common::doctor::Outcome {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Component;
+
+    use proptest::prelude::*;
+
     use super::Volume;
 
     #[test]
@@ -160,5 +156,44 @@ mod tests {
         assert!("/a:/b:rx".parse::<Volume>().is_err());
         assert!("/a".parse::<Volume>().is_err());
         assert!("/a:/../b".parse::<Volume>().is_err());
+        assert!("/a:/".parse::<Volume>().is_err());
+        assert!("/a:/./".parse::<Volume>().is_err());
+    }
+
+    /// Specs made of the characters that matter to the parser, so that most of them
+    /// are nearly valid.
+    fn spec() -> impl Strategy<Value = String> {
+        let path = "(/(\\.\\.|\\.|[a-z]{1,3})){0,3}/?";
+        (path, path, "(|:ro|:rw|:x|:ro:ro)")
+            .prop_map(|(host, target, mode)| format!("{host}:{target}{mode}"))
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_is_parsed_or_refused_without_panicking(spec in any::<String>()) {
+            let _ = spec.parse::<Volume>();
+        }
+
+        #[test]
+        fn strings_of_colons_and_slashes_never_panic(spec in "[/:.a-z]{0,24}") {
+            let _ = spec.parse::<Volume>();
+        }
+
+        #[test]
+        fn accepted_volumes_keep_their_invariants_and_round_trip(spec in spec()) {
+            if let Ok(volume) = spec.parse::<Volume>() {
+                prop_assert!(volume.host.is_absolute(), "{spec:?}: host {:?}", volume.host);
+                prop_assert!(volume.target.is_absolute(), "{spec:?}: target {:?}", volume.target);
+                let parts: Vec<Component> = volume.target.components().collect();
+                prop_assert!(!parts.contains(&Component::ParentDir), "{spec:?}: '..' in the target");
+                prop_assert!(
+                    parts.iter().any(|c| matches!(c, Component::Normal(_))),
+                    "{spec:?}: the target is the container's root"
+                );
+                let mode = if volume.readonly { ":ro" } else { "" };
+                let written = format!("{}:{}{mode}", volume.host.display(), volume.target.display());
+                prop_assert_eq!(written.parse::<Volume>().ok(), Some(volume));
+            }
+        }
     }
 }

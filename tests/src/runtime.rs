@@ -46,6 +46,7 @@ pub struct Runtime {
     options: Vec<OsString>,
     probe: ProbeAt,
     user: Option<RunAs>,
+    wrapper: Option<(PathBuf, Vec<OsString>)>,
 }
 
 /// An ordinary user to run a stage as (stage03's rootless graders), instead of the
@@ -70,6 +71,7 @@ impl Runtime {
             options: Vec::new(),
             probe: ProbeAt::Host,
             user: None,
+            wrapper: None,
         }
     }
 
@@ -100,6 +102,18 @@ impl Runtime {
     /// directory may be closed to other users (see `users::accessible_copy`).
     pub fn as_user(mut self, user: RunAs) -> Self {
         self.user = Some(user);
+        self
+    }
+
+    /// Runs every invocation under `program` (a tracer such as `strace -f -o FILE`):
+    /// the command line becomes `program ARGS... <stage binary> <options>...`.
+    pub fn wrapped_in<I, S>(mut self, program: impl Into<PathBuf>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        self.wrapper = Some((program.into(), args));
         self
     }
 
@@ -292,6 +306,10 @@ impl Invocation {
                 .args(&argv);
             held._copy = Some(dir);
             command
+        } else if let Some((program, args)) = &self.runtime.wrapper {
+            let mut command = Command::new(program);
+            command.args(args).arg(&self.runtime.binary).args(&argv);
+            command
         } else {
             let mut command = Command::new(&self.runtime.binary);
             command.args(&argv);
@@ -341,6 +359,9 @@ impl fmt::Display for Invocation {
             }
         }
         write!(f, "`")?;
+        if let Some((program, _)) = &self.runtime.wrapper {
+            write!(f, " (under {})", program.display())?;
+        }
         if self.as_nobody {
             write!(f, " (as nobody)")?;
         } else if let Some(user) = &self.runtime.user {

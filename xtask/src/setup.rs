@@ -17,6 +17,7 @@ pub const PACKAGES: &[&str] = &[
     "busybox-static", // the rootfs of the tests: one static binary, every command
     "uidmap",         // newuidmap/newgidmap, for rootless id maps
     "bubblewrap",     // a reference sandbox for the benchmarks
+    "strace",         // graders that check which paths the runtime looks up
 ];
 
 /// The mdBook the book is written for.
