@@ -179,10 +179,11 @@ impl State {
         self.write(&kept)?;
         explain::step(
             format_args!(
-                "remove \"{} {} {} ..\" from {}",
+                "remove \"{} {} {} {}\" from {}",
                 slice.uid,
                 slice.gid,
                 slice.owner.pid,
+                slice.owner.start_time,
                 self.path.display()
             ),
             "the container is gone: its slice is free for the next one",

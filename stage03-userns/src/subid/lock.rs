@@ -57,10 +57,11 @@ impl EditLock {
         if system {
             // SAFETY: no arguments; glibc opens /etc/.pwd.lock and waits on its lock.
             if unsafe { lckpwdf() } != 0 {
+                let err = std::io::Error::last_os_error();
                 bail!(
-                    "cannot lock the user database (/etc/.pwd.lock) within 15 seconds: \
-                     another program (useradd, usermod, vipw) is changing users and their \
-                     ids; try again when it is done"
+                    "lckpwdf(): cannot lock the user database (/etc/.pwd.lock): {err}; \
+                     another program (useradd, usermod, vipw) may be changing users and \
+                     their ids (lckpwdf waits 15 seconds for it): try again when it is done"
                 );
             }
             lock.database = true;
