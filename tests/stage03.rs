@@ -184,6 +184,12 @@ fn keel_range(path: &str) -> users::SubRange {
         .unwrap_or_else(|| panic!("--userns=auto should have added a keel range to {path}"))
 }
 
+/// Whether `host` is the first id of a whole slice of 65536 ids of `keel`.
+fn in_a_slice(host: u64, keel: &users::SubRange) -> bool {
+    let offset = host.checked_sub(u64::from(keel.start));
+    offset.is_some_and(|o| o % 65536 == 0 && o + 65536 <= u64::from(keel.count))
+}
+
 /// Runs `true` with `--userns=auto`, which must succeed.
 fn run_true_with_userns_auto(stage: &Runtime) {
     stage
@@ -361,26 +367,23 @@ mod write_maps {
     }
 
     #[test]
-    fn root_with_userns_auto_maps_root_to_the_keel_range() {
+    fn root_with_userns_auto_maps_root_to_a_slice_of_the_keel_range() {
         let stage = need!(root_busybox());
         let _subid = users::KeelRangeGuard::acquire();
         let _leaks = LeakCheck::start();
         let report = probe_report_with(&stage, &["--userns", "auto"]);
         let (uids, gids) = (keel_range(users::SUBUID), keel_range(users::SUBGID));
-        assert_eq!(
-            map_lines(report.uid_map.as_deref()),
-            [[0, u64::from(uids.start), u64::from(uids.count)]],
-            "with --userns=auto, container root is the first id of the keel range in {}\n{:?}",
-            users::SUBUID,
-            report.uid_map
-        );
-        assert_eq!(
-            map_lines(report.gid_map.as_deref()),
-            [[0, u64::from(gids.start), u64::from(gids.count)]],
-            "gid_map: the keel range of {}\n{:?}",
-            users::SUBGID,
-            report.gid_map
-        );
+        for (map, keel, path) in [
+            (&report.uid_map, &uids, users::SUBUID),
+            (&report.gid_map, &gids, users::SUBGID),
+        ] {
+            let lines = map_lines(map.as_deref());
+            assert!(
+                matches!(lines.as_slice(), [[0, host, 65536]] if in_a_slice(*host, keel)),
+                "with --userns=auto, container ids 0-65535 are a slice of 65536 ids of the \
+                 keel range in {path} ({keel:?})\n{map:?}"
+            );
+        }
         assert_eq!(report.uid, Some(0));
         assert_ne!(
             report.namespace("user"),
@@ -439,6 +442,26 @@ mod call_newuidmap {
             ["0", "0", "0"],
             "container root should be uid 0, gid 0, and in no other group (the host's \
              groups would show as 65534)\n{out}"
+        );
+    }
+
+    #[test]
+    fn setgroups_is_denied_before_the_helpers_run() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        let out = stage.run().cmd(["cat", "/proc/self/setgroups"]).output();
+        out.expect_success();
+        assert_eq!(
+            out.stdout.trim(),
+            "deny",
+            "newgidmap leaves setgroups at allow when the map uses /etc/subgid: write \
+             deny to /proc/PID/setgroups first, or container root can leave a group that \
+             keeps the user out of files\n{out}"
+        );
+        let report = probe_call(&stage, &[], &["setgroups"]);
+        assert!(
+            !report.ok && report.errno == Some(EPERM),
+            "setgroups(2) inside must fail with EPERM: {report:?}"
         );
     }
 
@@ -1250,7 +1273,8 @@ mod root {
             text.push_str(last);
             // In one rename, as every edit of these files: other tests' newuidmap may
             // be reading them right now.
-            users::replace_file(path, &text).unwrap_or_else(|err| panic!("write {path}: {err}"));
+            users::replace_file(path, text.as_bytes())
+                .unwrap_or_else(|err| panic!("write {path}: {err}"));
         }
         run_true_with_userns_auto(&stage);
         for path in [users::SUBUID, users::SUBGID] {
@@ -1268,7 +1292,7 @@ mod root {
     }
 
     #[test]
-    fn userns_auto_files_belong_to_the_keel_range_on_the_host() {
+    fn userns_auto_files_belong_to_the_containers_slice_on_the_host() {
         let stage = need!(root_busybox());
         let _subid = users::KeelRangeGuard::acquire();
         let _leaks = LeakCheck::start();
@@ -1276,19 +1300,24 @@ mod root {
         let out = stage
             .run()
             .args(["--userns", "auto", "-v", &volume(dir.path(), "/root", "")])
-            .sh("touch /root/made && touch /root/by-1 && chown 1:1 /root/by-1")
+            .sh("head -n1 /proc/self/uid_map; head -n1 /proc/self/gid_map; \
+                 touch /root/made && touch /root/by-1 && chown 1:1 /root/by-1")
             .output();
         out.expect_success();
-        let (uid, gid) = (
-            keel_range(users::SUBUID).start,
-            keel_range(users::SUBGID).start,
-        );
+        let host = |line: &str| map_lines(Some(line))[0][1];
+        let (uid, gid) = (host(out.lines()[0]), host(out.lines()[1]));
+        assert!(in_a_slice(uid, &keel_range(users::SUBUID)), "{uid}\n{out}");
+        assert!(in_a_slice(gid, &keel_range(users::SUBGID)), "{gid}\n{out}");
+        let owner = |name| {
+            let (u, g) = owner(&dir.path().join(name));
+            (u64::from(u), u64::from(g))
+        };
         assert_eq!(
-            owner(&dir.path().join("made")),
+            owner("made"),
             (uid, gid),
-            "with --userns=auto, container root is the first id of the keel range on the host"
+            "with --userns=auto, container root is the first id of its slice on the host"
         );
-        assert_eq!(owner(&dir.path().join("by-1")), (uid + 1, gid + 1));
+        assert_eq!(owner("by-1"), (uid + 1, gid + 1));
     }
 
     #[test]
@@ -1571,6 +1600,8 @@ mod doctor {
     fn doctor_suggests_a_range_no_other_user_has() {
         let user = need!(users::without_ranges());
         let stage = host_rootfs_as(user);
+        // The files must not change between doctor's look and ours.
+        let _files = users::SubidLock::acquire();
         let out = stage.doctor().output();
         out.expect_success();
         let lines = lines_about(&out, users::SUBUID);

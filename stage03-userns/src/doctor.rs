@@ -8,7 +8,8 @@ use std::path::Path;
 use common::doctor::{self, Outcome, Report};
 use nix::sched::CloneFlags;
 
-use crate::subid::{self, FULL_RANGE, SubRange};
+use crate::slices::{KEEL_OWNER, SLICE};
+use crate::subid::{self, FULL_RANGE, SubRange, SubidFile};
 
 /// Every check of stage 3.
 pub fn check(report: &mut Report) {
@@ -19,20 +20,20 @@ pub fn check(report: &mut Report) {
         report.check(helper, helper_outcome(helper));
     }
     if doctor::is_root() {
-        let free =
-            subid::next_free(&[subid::read(subid::SUBUID), subid::read(subid::SUBGID)].concat());
         // Root needs no subordinate ids; `--userns auto` uses the `keel` entry.
-        for file in [subid::SUBUID, subid::SUBGID] {
-            let all = subid::read(file);
-            let keel = subid::ranges_of(&all, "keel", u32::MAX);
-            let outcome = if keel.is_empty() {
-                Outcome::Ok(
-                    "root needs no range; --userns auto adds a `keel` range on first use".into(),
-                )
-            } else {
-                ranges_outcome(file, "keel", &keel, &all, free)
+        let files = [subid::SUBUID, subid::SUBGID].map(SubidFile::read);
+        let free = match &files {
+            [Ok(uids), Ok(gids)] => {
+                subid::free_start(&[uids, gids], FULL_RANGE).map_err(|err| format!("{err:#}"))
+            }
+            _ => Err("a file cannot be read".to_owned()),
+        };
+        for (path, file) in [subid::SUBUID, subid::SUBGID].into_iter().zip(&files) {
+            let outcome = match file {
+                Err(err) => Outcome::Fail(format!("cannot read it: {err}")),
+                Ok(file) => keel_outcome(file, &free),
             };
-            report.check(file, outcome);
+            report.check(path, outcome);
         }
         return;
     }
@@ -41,10 +42,45 @@ pub fn check(report: &mut Report) {
         (subid::SUBUID, &facts.subuids),
         (subid::SUBGID, &facts.subgids),
     ] {
+        let all: Vec<SubRange> = SubidFile::read(file)
+            .map(|f| f.ranges().cloned().collect())
+            .unwrap_or_default();
         report.check(
             file,
-            ranges_outcome(file, &facts.user, own, &subid::read(file), facts.free),
+            ranges_outcome(file, &facts.user, own, &all, &facts.free),
         );
+    }
+}
+
+/// keel's entry, for root: none yet (added on first use), or its slices.
+fn keel_outcome(file: &SubidFile, free: &Result<u32, String>) -> Outcome {
+    let keel: Vec<SubRange> = file
+        .ranges()
+        .filter(|r| r.owner == KEEL_OWNER.as_bytes())
+        .cloned()
+        .collect();
+    if keel.is_empty() {
+        return match file.check_understood() {
+            Ok(()) => Outcome::Ok(
+                "root needs no range; --userns auto adds a `keel` range on first use".into(),
+            ),
+            Err(err) => Outcome::Fail(format!("{err:#}")),
+        };
+    }
+    let all: Vec<SubRange> = file.ranges().cloned().collect();
+    let path = file.path.display().to_string();
+    match ranges_outcome(&path, KEEL_OWNER, &keel, &all, free) {
+        Outcome::Ok(text) => {
+            let slices: u64 = keel
+                .iter()
+                .filter_map(SubRange::mappable)
+                .map(|(_, count)| u64::from(count / SLICE))
+                .sum();
+            Outcome::Ok(format!(
+                "{text} ({slices} slice(s) of {SLICE} ids: --userns auto containers at once)"
+            ))
+        }
+        other => other,
     }
 }
 
@@ -174,29 +210,34 @@ pub fn ranges_outcome(
     user: &str,
     own: &[SubRange],
     all: &[SubRange],
-    free: u32,
+    free: &Result<u32, String>,
 ) -> Outcome {
-    let fix = subid::usermod_fix(user, free);
     if own.is_empty() {
+        let fix = match free {
+            Ok(start) => subid::usermod_fix(user, *start),
+            Err(why) => format!("give {user} a range of 65536 ids; none can be suggested: {why}"),
+        };
         return Outcome::Warn(format!(
             "no range for {user}: only root is mapped; for users 1-65536: {fix}"
         ));
     }
-    let total: u64 = own.iter().map(|r| u64::from(r.count)).sum();
+    let total: u128 = own.iter().map(|r| u128::from(r.count)).sum();
     for mine in own {
-        let clash = all.iter().find(|other| {
-            other.owner != mine.owner
-                && u64::from(mine.start) < u64::from(other.start) + u64::from(other.count)
-                && u64::from(other.start) < u64::from(mine.start) + u64::from(mine.count)
-        });
+        let clash = all
+            .iter()
+            .find(|other| other.owner != mine.owner && other.overlaps(mine.start, mine.count));
         if let Some(other) = clash {
             return Outcome::Fail(format!(
                 "{user}'s range {}:{} overlaps {}'s {}:{}: two users would share host ids; give each its own range in {file}",
-                mine.start, mine.count, other.owner, other.start, other.count
+                mine.start,
+                mine.count,
+                other.owner_lossy(),
+                other.start,
+                other.count
             ));
         }
     }
-    if total < u64::from(FULL_RANGE) {
+    if total < u128::from(FULL_RANGE) {
         return Outcome::Warn(format!(
             "{user} has {total} subordinate ids; images expect ids up to 65535 (nobody): give {FULL_RANGE}"
         ));
@@ -211,33 +252,63 @@ pub fn ranges_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::subid::parse;
+
+    fn ranges(bytes: &[u8]) -> Vec<SubRange> {
+        SubidFile::parse("f", bytes).ranges().cloned().collect()
+    }
 
     #[test]
     fn ranges_are_judged() {
-        let all = parse("alice:100000:65536\nbob:150000:65536\ncarol:300000:1000\n");
+        let all = ranges(b"alice:100000:65536\nbob:150000:65536\ncarol:300000:1000\n");
         let of = |name: &str| {
             all.iter()
-                .filter(|r| r.owner == name)
+                .filter(|r| r.owner == name.as_bytes())
                 .cloned()
                 .collect::<Vec<_>>()
         };
+        let free = Ok(300000);
         assert!(matches!(
-            ranges_outcome("f", "alice", &of("alice"), &all, 300000),
+            ranges_outcome("f", "alice", &of("alice"), &all, &free),
             Outcome::Fail(_)
         ));
         assert!(matches!(
-            ranges_outcome("f", "carol", &of("carol"), &all, 300000),
+            ranges_outcome("f", "carol", &of("carol"), &all, &free),
             Outcome::Warn(_)
         ));
         assert!(matches!(
-            ranges_outcome("f", "dave", &of("dave"), &all, 300000),
+            ranges_outcome("f", "dave", &of("dave"), &all, &free),
             Outcome::Warn(_)
         ));
-        let fine = parse("alice:100000:65536\n");
+        let fine = ranges(b"alice:100000:65536\n");
         assert!(matches!(
-            ranges_outcome("f", "alice", &fine, &fine, 300000),
+            ranges_outcome("f", "alice", &fine, &fine, &free),
             Outcome::Ok(_)
         ));
+    }
+
+    #[test]
+    fn huge_ranges_are_judged_without_overflow() {
+        let all = ranges(b"alice:-1:-1\nbob:-1:-1\nalice:0:-1\n");
+        let alice: Vec<SubRange> = all
+            .iter()
+            .filter(|r| r.owner == b"alice")
+            .cloned()
+            .collect();
+        assert!(matches!(
+            ranges_outcome("f", "alice", &alice, &all, &Err("full".into())),
+            Outcome::Fail(_)
+        ));
+    }
+
+    #[test]
+    fn without_a_free_range_the_warning_says_why() {
+        let Outcome::Warn(text) = ranges_outcome("f", "dave", &[], &[], &Err("line 3".into()))
+        else {
+            panic!("a user without ranges gets a warning");
+        };
+        assert!(
+            text.contains("line 3") && !text.contains("usermod"),
+            "{text}"
+        );
     }
 }

@@ -17,6 +17,11 @@ use std::str::FromStr;
 
 use anyhow::{Result, bail};
 
+use crate::subid::ID_LIMIT;
+
+/// The most lines the kernel takes in one map.
+pub const MAX_LINES: usize = 340;
+
 /// One line of an id map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdRange {
@@ -29,10 +34,18 @@ pub struct IdRange {
 }
 
 impl IdRange {
-    /// Whether the host ids of this line lie within `start..start+count`.
-    pub fn host_within(&self, start: u32, count: u32) -> bool {
-        let (lo, hi) = (u64::from(start), u64::from(start) + u64::from(count));
-        u64::from(self.host) >= lo && u64::from(self.host) + u64::from(self.count) <= hi
+    /// Whether the host ids of this line lie within `start..start+count` (a range of
+    /// /etc/subuid, whose numbers may be as large as shadow reads them).
+    pub fn host_within(&self, start: u64, count: u64) -> bool {
+        let (lo, hi) = (u128::from(start), u128::from(start) + u128::from(count));
+        u128::from(self.host) >= lo && u128::from(self.host) + u128::from(self.count) <= hi
+    }
+
+    /// Whether the kernel takes this line: at least one id, and no id, inside or
+    /// outside, at or past [`ID_LIMIT`] (4294967295 is `(uid_t) -1`, "no id").
+    pub fn fits(&self) -> bool {
+        let end = |first: u32| u64::from(first) + u64::from(self.count);
+        self.count > 0 && end(self.container) <= ID_LIMIT && end(self.host) <= ID_LIMIT
     }
 }
 
@@ -43,16 +56,24 @@ impl FromStr for IdRange {
 
     fn from_str(spec: &str) -> Result<Self> {
         let numbers: Vec<Option<u32>> = spec.split(':').map(|n| n.parse().ok()).collect();
-        match numbers.as_slice() {
-            [Some(container), Some(host), Some(count)] if *count > 0 => Ok(Self {
-                container: *container,
-                host: *host,
-                count: *count,
-            }),
-            _ => bail!(
+        let [Some(container), Some(host), Some(count)] = numbers.as_slice() else {
+            bail!(
                 "{spec:?} is not an id range: write CONTAINER:HOST:COUNT with whole numbers and COUNT > 0 (e.g. 0:1000:1)"
-            ),
+            );
+        };
+        let range = Self {
+            container: *container,
+            host: *host,
+            count: *count,
+        };
+        if !range.fits() {
+            bail!(
+                "{spec:?} is not an id range the kernel takes: COUNT must be > 0, and \
+                 CONTAINER + COUNT and HOST + COUNT at most {ID_LIMIT} (the last id is {})",
+                ID_LIMIT - 1
+            );
         }
+        Ok(range)
     }
 }
 // ANCHOR_END: parse_range
@@ -96,11 +117,14 @@ impl IdMap {
         if self.0.is_empty() {
             bail!("the {what} map is empty");
         }
-        if self.0.len() > 340 {
+        if self.0.len() > MAX_LINES {
             bail!(
-                "the {what} map has {} lines; the kernel takes at most 340",
+                "the {what} map has {} lines; the kernel takes at most {MAX_LINES}",
                 self.0.len()
             );
+        }
+        if let Some(bad) = self.0.iter().find(|r| !r.fits()) {
+            bail!("{what} map: \"{bad}\" names ids the kernel does not take (up to {ID_LIMIT})");
         }
         for (i, a) in self.0.iter().enumerate() {
             for b in &self.0[i + 1..] {
@@ -116,7 +140,8 @@ impl IdMap {
     }
 }
 
-fn overlaps(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
+/// Whether the ids `a..a+a_len` and `b..b+b_len` share one.
+pub(crate) fn overlaps(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
     let (a, a_end) = (u64::from(a), u64::from(a) + u64::from(a_len));
     let (b, b_end) = (u64::from(b), u64::from(b) + u64::from(b_len));
     a < b_end && b < a_end
@@ -160,6 +185,58 @@ mod tests {
         assert!("0:1000".parse::<IdRange>().is_err());
         assert!("0:1000:0".parse::<IdRange>().is_err());
         assert!("a:b:c".parse::<IdRange>().is_err());
+    }
+
+    #[test]
+    fn ranges_past_the_last_id_are_refused() {
+        assert!("0:4294967295:1".parse::<IdRange>().is_err());
+        assert!("4294967295:0:1".parse::<IdRange>().is_err());
+        assert!("0:4294967294:2".parse::<IdRange>().is_err());
+        assert!("1:0:4294967295".parse::<IdRange>().is_err());
+        assert!("0:4294967294:1".parse::<IdRange>().is_ok());
+        assert!("0:0:4294967295".parse::<IdRange>().is_ok());
+        assert!(map(&[(0, 4294967295, 1)]).check("uid").is_err());
+    }
+
+    #[test]
+    fn host_within_takes_shadows_large_numbers() {
+        let line = IdRange {
+            container: 0,
+            host: 100000,
+            count: 65536,
+        };
+        assert!(line.host_within(100000, 65536));
+        assert!(line.host_within(0, u64::MAX));
+        assert!(!line.host_within(u64::MAX, u64::MAX));
+        assert!(!line.host_within(100001, 65536));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any text at all: an error or a range the kernel takes, never a panic.
+        #[test]
+        fn any_text_parses_to_a_valid_range_or_an_error(spec in ".{0,40}") {
+            if let Ok(range) = spec.parse::<IdRange>() {
+                proptest::prop_assert!(range.fits());
+                proptest::prop_assert!(IdMap(vec![range]).check("uid").is_ok());
+            }
+        }
+
+        /// Text made of numbers and colons, where most parse.
+        #[test]
+        fn numbers_parse_back_to_themselves(a: u32, b: u32, c: u32) {
+            let spec = format!("{a}:{b}:{c}");
+            match spec.parse::<IdRange>() {
+                Ok(range) => {
+                    proptest::prop_assert_eq!((range.container, range.host, range.count), (a, b, c));
+                    proptest::prop_assert!(range.fits());
+                }
+                Err(_) => proptest::prop_assert!(
+                    c == 0 || u64::from(a) + u64::from(c) > ID_LIMIT || u64::from(b) + u64::from(c) > ID_LIMIT
+                ),
+            }
+        }
     }
 
     #[test]

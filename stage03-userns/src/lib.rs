@@ -7,6 +7,7 @@
 pub mod doctor;
 pub mod idmap;
 pub mod plan;
+pub mod slices;
 pub mod subid;
 pub mod userns;
 pub mod write;
@@ -105,12 +106,7 @@ fn decide(args: &Args) -> Result<Option<plan::Plan>> {
         return Ok(None);
     }
     if root {
-        return plan::for_root(&request, || {
-            Ok((
-                subid::ensure(subid::SUBUID, "keel")?,
-                subid::ensure(subid::SUBGID, "keel")?,
-            ))
-        });
+        return plan::for_root(&request, slices::allocate);
     }
     plan::for_user(&facts(), &request).map(Some)
 }
@@ -120,24 +116,58 @@ fn decide(args: &Args) -> Result<Option<plan::Plan>> {
 pub fn facts() -> Facts {
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
-    let user = nix::unistd::User::from_uid(uid.into())
-        .ok()
-        .flatten()
-        .map_or_else(|| uid.to_string(), |u| u.name);
-    let (all_uids, all_gids) = (subid::read(subid::SUBUID), subid::read(subid::SUBGID));
-    let subuids = subid::ranges_of(&all_uids, &user, uid);
-    let subgids = subid::ranges_of(&all_gids, &user, uid);
-    let free = subid::next_free(&[all_uids, all_gids].concat());
-    let helpers = which("newuidmap").zip(which("newgidmap"));
+    let name = login_name(uid).unwrap_or_else(|| uid.to_string().into_bytes());
+    // As newuidmap reads them. A file that cannot be read gives no ranges (newuidmap
+    // would fail on it too), and no free range can be suggested.
+    let read = |path: &str| {
+        subid::SubidFile::read(path).map_err(|err| format!("cannot read {path}: {err}"))
+    };
+    let (uids, gids) = (read(subid::SUBUID), read(subid::SUBGID));
+    let free = match (&uids, &gids) {
+        (Ok(uids), Ok(gids)) => {
+            subid::free_start(&[uids, gids], subid::FULL_RANGE).map_err(|err| format!("{err:#}"))
+        }
+        (Err(err), _) | (_, Err(err)) => Err(err.clone()),
+    };
+    let ranges = |file: &Result<subid::SubidFile, String>| {
+        file.as_ref()
+            .map(|f| f.ranges_of(&name, uid))
+            .unwrap_or_default()
+    };
     Facts {
         uid,
         gid,
-        user,
-        subuids,
-        subgids,
-        helpers,
+        user: String::from_utf8_lossy(&name).into_owned(),
+        subuids: ranges(&uids),
+        subgids: ranges(&gids),
+        helpers: which("newuidmap").zip(which("newgidmap")),
         free,
     }
+}
+
+/// The login name of `uid` from the user database, as the bytes it is made of
+/// (`getpwuid_r`): newuidmap compares it byte for byte with the owners of ranges.
+fn login_name(uid: u32) -> Option<Vec<u8>> {
+    let mut buffer = vec![0u8; 16 * 1024];
+    // SAFETY: all zeros is a valid `passwd` (null pointers, zero ids).
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; strings land in `buffer`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded: pw_name points to a C string in `buffer`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_bytes().to_vec())
 }
 
 /// The first executable `name` on the host's PATH.

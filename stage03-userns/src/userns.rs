@@ -12,12 +12,12 @@
 //! the others start mounting.
 
 use anyhow::{Context, Result};
-use common::{Child, Layer, Parent, Prepare, explain};
+use common::{Child, Cleanup, Layer, Parent, Prepare, explain};
 use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 
 use crate::plan::{Plan, Writer};
-use crate::write;
+use crate::{slices, write};
 
 /// User namespace with the maps of a [`Plan`].
 #[derive(Debug)]
@@ -74,12 +74,17 @@ impl Layer for UserNamespace {
         // even be mapped).
         let root_gid = Gid::from_raw(0);
         setresgid(root_gid, root_gid, root_gid).context("setresgid(0, 0, 0): is gid 0 mapped?")?;
-        // The user's host groups would show up as 65534 (nogroup) inside; a container
-        // starts with none, as under runc. Only where setgroups(2) is allowed: a map of
-        // one's own gid alone (written by us or by newgidmap) comes with it denied.
+        // A user's groups stay: its parent denied setgroups(2), so that container root
+        // cannot leave a group the administrator uses to keep the user *out* of files
+        // (they show as 65534, nogroup, inside). Root's maps (--userns auto) come with
+        // setgroups allowed, and root leaves its host groups: for root, dropping groups
+        // only gives rights up.
         if setgroups_allowed() {
             setgroups(&[]).context("setgroups([])")?;
-            explain::step("setgroups([])", "drop the host's supplementary groups");
+            explain::step(
+                "setgroups([])",
+                "drop root's host groups: a container starts with none",
+            );
         }
         let root_uid = Uid::from_raw(0);
         setresuid(root_uid, root_uid, root_uid).context("setresuid(0, 0, 0): is uid 0 mapped?")?;
@@ -90,10 +95,23 @@ impl Layer for UserNamespace {
         Ok(())
     }
     // ANCHOR_END: userns_child
+
+    // ANCHOR: userns_cleanup
+    fn cleanup(&mut self, _cx: &mut Cleanup) {
+        // --userns auto: the container is gone, its slice of keel's range is free again.
+        // (A runtime killed by SIGKILL never gets here: the next allocation finds its
+        // record's owner dead.)
+        if let Some(slice) = self.plan.slice.take()
+            && let Err(err) = slices::release(&slice)
+        {
+            eprintln!("stage03-userns: warning: {err:#}");
+        }
+    }
+    // ANCHOR_END: userns_cleanup
 }
 
-/// What /proc/self/setgroups says: "allow", or "deny" after a gid_map that only an
-/// unprivileged writer could make.
+/// What /proc/self/setgroups says: "allow" under maps that root wrote, "deny" under a
+/// user's (the parent wrote it before the maps).
 fn setgroups_allowed() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|state| state.trim() == "allow")
 }

@@ -60,6 +60,11 @@ fn write_proc(path: &Path, text: &str, why: &str) -> Result<()> {
 
 /// Has the setuid helpers write the maps: they check /etc/subuid and /etc/subgid, so
 /// that a user maps only the ids the administrator gave them.
+///
+/// newgidmap denies setgroups only for a map of the caller's own gid alone; with
+/// subordinate gids it leaves it at "allow", and container root could then drop a
+/// group that keeps the user out of files, as above. So the parent denies it first: it
+/// may, since its user owns the child's user namespace.
 pub fn write_with_helpers(
     pid: Pid,
     uid: &IdMap,
@@ -68,7 +73,14 @@ pub fn write_with_helpers(
     newgidmap: &Path,
 ) -> Result<()> {
     // ANCHOR: call_newuidmap
-    // EXERCISE: start newuidmap PID <uid map as arguments> and newgidmap PID <gid map as arguments> with start_helper (IdMap::to_args gives the arguments), then finish both
+    // EXERCISE: write "deny" to /proc/PID/setgroups with write_proc (newgidmap would leave it at "allow"), then start newuidmap PID <uid map as arguments> and newgidmap PID <gid map as arguments> with start_helper (IdMap::to_args gives the arguments), then finish both
+    write_proc(
+        &Path::new("/proc")
+            .join(pid.as_raw().to_string())
+            .join("setgroups"),
+        "deny",
+        "keep the user's groups in force: container root may not drop one that denies access",
+    )?;
     // The two helpers are independent: run them side by side, then wait for both.
     let uids = start_helper(newuidmap, pid, uid)?;
     let gids = start_helper(newgidmap, pid, gid)?;

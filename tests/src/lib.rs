@@ -16,14 +16,19 @@
 //! - [`terminal`]: running a stage on a pseudo-terminal, as from a keyboard;
 //! - [`users`]: the ordinary users the rootless graders (stage03) run as, created and
 //!   removed by the graders, and copies of the fixtures that those users can reach;
+//! - [`groups`]: a group of the machine, made by a grader and removed after it;
+//! - [`private_etc`]: root's runs in a mount namespace whose `/etc` is an overlay of
+//!   the host's, for graders of `/etc/subuid` in states no machine should be in;
 //! - [`workspace`]: where the workspace and the graders' build directories are;
 //! - [`checks`]: graders that every stage passes the same way (exit codes, signals, the
 //!   rootfs, ...).
 
 pub mod attacker;
 pub mod checks;
+pub mod groups;
 pub mod leaks;
 pub mod mountinfo;
+pub mod private_etc;
 pub mod probe;
 pub mod rootfs;
 pub mod running;

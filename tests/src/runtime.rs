@@ -57,8 +57,19 @@ pub struct RunAs {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    /// Its supplementary groups (none unless a test asks, see [`RunAs::with_groups`]).
+    pub groups: Vec<u32>,
     /// The user's whole environment: the graders' own is not passed on.
     pub env: Vec<(OsString, OsString)>,
+}
+
+impl RunAs {
+    /// The same user, in these supplementary groups, as a login (`initgroups`) would
+    /// put a member of them: for graders of what a group changes.
+    pub fn with_groups(mut self, groups: impl IntoIterator<Item = u32>) -> Self {
+        self.groups = groups.into_iter().collect();
+        self
+    }
 }
 
 impl Runtime {
@@ -97,9 +108,10 @@ impl Runtime {
         self
     }
 
-    /// Runs every invocation as `user` (uid, gid, no supplementary groups, and the
-    /// user's environment). The binary must be one the user can execute: a build
-    /// directory may be closed to other users (see `users::accessible_copy`).
+    /// Runs every invocation as `user` (uid, gid, its supplementary groups, none by
+    /// default, and the user's environment). The binary must be one the user can
+    /// execute: a build directory may be closed to other users (see
+    /// `users::accessible_copy`).
     pub fn as_user(mut self, user: RunAs) -> Self {
         self.user = Some(user);
         self
@@ -154,6 +166,7 @@ pub struct Invocation {
     stdin: Option<Vec<u8>>,
     inherited: Option<(RawFd, File)>,
     as_nobody: bool,
+    umask: Option<u32>,
     timeout: Duration,
 }
 
@@ -167,6 +180,7 @@ impl Invocation {
             stdin: None,
             inherited: None,
             as_nobody: false,
+            umask: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -238,6 +252,13 @@ impl Invocation {
     /// Runs the stage as `nobody` (uid and gid 65534, no groups), through `setpriv`.
     pub fn as_nobody(mut self) -> Self {
         self.as_nobody = true;
+        self
+    }
+
+    /// Starts the runtime with this umask (default: the graders' own), as a careless
+    /// shell would: what it creates must not depend on it.
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
         self
     }
 
@@ -316,13 +337,19 @@ impl Invocation {
             command
         };
         if let Some(user) = &self.runtime.user {
-            // Run by root, std drops the supplementary groups (setgroups(0, NULL))
-            // before setgid and setuid: the user's process has no group of root's.
             command
-                .uid(user.uid)
-                .gid(user.gid)
                 .env_clear()
                 .envs(user.env.iter().map(|(k, v)| (k, v)));
+            become_user(&mut command, user);
+        }
+        if let Some(mask) = self.umask {
+            // SAFETY: umask is async-signal-safe and only changes this new process.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
         }
         for (key, value) in &self.env {
             command.env(key, value);
@@ -342,6 +369,31 @@ impl Invocation {
             held._file = Some(file);
         }
         (command, held)
+    }
+}
+
+/// Makes the new process `user`, between fork and exec: its supplementary groups
+/// (`setgroups`), then its gid, then its uid, the order in which each step still has
+/// the privilege the next needs. (std's `Command::uid`/`gid` would do the last two, but
+/// always with no supplementary groups at all.)
+fn become_user(command: &mut Command, user: &RunAs) {
+    let (uid, gid) = (user.uid, user.gid);
+    let groups: Vec<libc::gid_t> = user.groups.clone();
+    // SAFETY: setgroups, setresgid and setresuid are async-signal-safe system calls;
+    // `groups` is moved into the closure and only read.
+    unsafe {
+        command.pre_exec(move || {
+            let check = |rc: libc::c_int| {
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::setgroups(groups.len(), groups.as_ptr()))?;
+            check(libc::setresgid(gid, gid, gid))?;
+            check(libc::setresuid(uid, uid, uid))
+        });
     }
 }
 
@@ -365,7 +417,14 @@ impl fmt::Display for Invocation {
         if self.as_nobody {
             write!(f, " (as nobody)")?;
         } else if let Some(user) = &self.runtime.user {
-            write!(f, " (as {})", user.name)?;
+            write!(f, " (as {}", user.name)?;
+            if !user.groups.is_empty() {
+                write!(f, ", in groups {:?}", user.groups)?;
+            }
+            write!(f, ")")?;
+        }
+        if let Some(mask) = self.umask {
+            write!(f, " (umask {mask:03o})")?;
         }
         Ok(())
     }

@@ -86,10 +86,13 @@ impl SubRange {
     }
 }
 
-/// Every well-formed line of a subordinate id file (none if it does not exist).
+/// Every well-formed line of a subordinate id file (none if it does not exist). Read as
+/// bytes, line by line: a line that is not UTF-8 (a test may write one) spoils no other.
 pub fn read_ranges(path: &str) -> Vec<SubRange> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .split(|&b| b == b'\n')
+        .map(String::from_utf8_lossy)
         .filter_map(|line| {
             let mut fields = line.trim().split(':');
             let owner = fields.next()?.to_owned();
@@ -139,6 +142,7 @@ impl TestUser {
             name: self.name.clone(),
             uid: self.uid,
             gid: self.gid,
+            groups: Vec::new(),
             env: env
                 .into_iter()
                 .map(|(k, v)| (OsString::from(k), OsString::from(v)))
@@ -409,9 +413,9 @@ impl SubidLock {
     }
 }
 
-/// The text of `/etc/subuid` and `/etc/subgid`, to check that a run changed neither.
-pub fn subid_files() -> (String, String) {
-    let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+/// The bytes of `/etc/subuid` and `/etc/subgid`, to check that a run changed neither.
+pub fn subid_files() -> (Vec<u8>, Vec<u8>) {
+    let read = |path| std::fs::read(path).unwrap_or_default();
     (read(SUBUID), read(SUBGID))
 }
 
@@ -421,7 +425,7 @@ pub fn subid_files() -> (String, String) {
 #[derive(Debug)]
 pub struct KeelRangeGuard {
     had_keel: [bool; 2],
-    restore: Option<[String; 2]>,
+    restore: Option<[Vec<u8>; 2]>,
     _lock: SubidLock,
 }
 
@@ -473,33 +477,35 @@ impl Drop for KeelRangeGuard {
 /// Rewrites `path` without the lines of `owner`, in one rename: newuidmap, reading the
 /// file meanwhile, sees either the old or the new file.
 fn remove_owner(path: &str, owner: &str) -> std::io::Result<()> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(err),
     };
     let prefix = format!("{owner}:");
-    let kept: String = text
-        .split_inclusive('\n')
-        .filter(|line| !line.trim_start().starts_with(&prefix))
+    let kept: Vec<u8> = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|line| !line.starts_with(prefix.as_bytes()))
+        .flatten()
+        .copied()
         .collect();
-    if kept == text {
+    if kept == bytes {
         return Ok(());
     }
     replace_file(path, &kept)
 }
 
-/// Replaces the text of `path` (keeping its mode) in one rename.
-pub fn replace_file(path: &str, text: &str) -> std::io::Result<()> {
+/// Replaces the bytes of `path` (keeping its mode) in one rename.
+pub fn replace_file(path: &str, bytes: &[u8]) -> std::io::Result<()> {
     let mode = std::fs::metadata(path)?.permissions();
     let staging = format!("{path}.keel-graders-{}", std::process::id());
-    std::fs::write(&staging, text)?;
+    std::fs::write(&staging, bytes)?;
     std::fs::set_permissions(&staging, mode)?;
     std::fs::rename(&staging, path)
 }
 
 /// Where the lock files are: the machine's `/run/lock`, since the users are the machine's.
-fn open_lock(name: &str) -> Result<File, String> {
+pub(crate) fn open_lock(name: &str) -> Result<File, String> {
     let dir = Path::new("/run/lock");
     let path = if dir.is_dir() {
         dir.join(format!("keel-graders-{name}"))
@@ -514,7 +520,7 @@ fn open_lock(name: &str) -> Result<File, String> {
         .map_err(|err| format!("opening {}: {err}", path.display()))
 }
 
-fn flock(file: &File, operation: libc::c_int) -> Result<(), String> {
+pub(crate) fn flock(file: &File, operation: libc::c_int) -> Result<(), String> {
     loop {
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
@@ -527,7 +533,7 @@ fn flock(file: &File, operation: libc::c_int) -> Result<(), String> {
     }
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let shown = format!("{command:?}");
     let output = command
         .output()

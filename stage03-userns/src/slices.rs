@@ -1,0 +1,435 @@
+//! `--userns auto`: a slice of keel's range for each container, as podman's
+//! `--userns=auto` gives each container ids of its own.
+//!
+//! Root's containers get unprivileged host ids from the `keel` entry of /etc/subuid and
+//! /etc/subgid, added on first use with room for [`SLICES`] slices of 65536 ids (about
+//! 67 million ids, from the first free id up). Each container takes a slice that no
+//! running container holds, and gives it back when it ends. Two containers at once
+//! therefore never share a host id: neither can write the other's files, signal its
+//! processes or join its namespaces.
+//!
+//! An older `keel` entry of 65536 ids (one slice) is used as it is: the administrator
+//! may have chosen it, and files on volumes already belong to its ids. Containers then
+//! take turns, and the error says how to give keel more.
+//!
+//! Who holds which slice is written in `/run/keel/userns-slices` (a tmpfs: it empties
+//! at boot, when no container runs), changed under an `flock` of
+//! `/run/keel/userns-slices.lock`:
+//!
+//! ```text
+//! 165536 165536 4242 9170035    first uid, first gid, the runtime's PID and start time
+//! ```
+//!
+//! The start time (field 22 of `/proc/PID/stat`) is there because PIDs are reused: a
+//! record counts only while a process with that PID *and* that start time exists. A
+//! runtime killed by SIGKILL cannot give its slice back; the next allocation finds the
+//! record's owner dead and hands the slice out again.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use common::explain;
+
+use crate::subid::{self, FULL_RANGE, SubRange};
+
+/// The owner of keel's entry in /etc/subuid and /etc/subgid.
+pub const KEEL_OWNER: &str = "keel";
+
+/// The ids of one container: 0..65535 inside.
+pub const SLICE: u32 = FULL_RANGE;
+
+/// How many slices a new `keel` entry holds: 1024 containers at once, in 2^26 ids.
+pub const SLICES: u32 = 1024;
+
+/// Who holds which slice.
+pub const STATE: &str = "/run/keel/userns-slices";
+
+/// A runtime process, told apart from a later one with the same PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// Its PID.
+    pub pid: u32,
+    /// When it started, in clock ticks after boot (`/proc/PID/stat`, field 22).
+    pub start_time: u64,
+}
+
+impl Owner {
+    /// This process.
+    pub fn current() -> Result<Self> {
+        let pid = std::process::id();
+        let start_time = start_time(pid).context("reading /proc/self/stat")?;
+        Ok(Self { pid, start_time })
+    }
+
+    /// Whether it still runs: the PID exists and started when this one did.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`. The second field, the command in parentheses, may
+/// itself hold spaces and parentheses: count from the last `)`.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_command) = stat.rsplit_once(')')?;
+    // After the command come field 3 (state), 4, ...: field 22 is the 20th.
+    after_command.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The host ids of one container: [`SLICE`] uids and gids from these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    /// First host uid.
+    pub uid: u32,
+    /// First host gid.
+    pub gid: u32,
+    /// The runtime that holds it.
+    pub owner: Owner,
+}
+
+// ANCHOR: allocate
+/// A slice of keel's range for a new container, held by this process until
+/// [`release`]d. Adds keel's range to /etc/subuid and /etc/subgid on first use.
+pub fn allocate() -> Result<Slice> {
+    let [uids, gids] = subid::edit::ensure(&subid::Files::system(), KEEL_OWNER, SLICE * SLICES)?;
+    State::system().allocate(&uids, &gids, Owner::current()?)
+}
+
+/// Gives `slice` back (the layer's cleanup, on every path).
+pub fn release(slice: &Slice) -> Result<()> {
+    State::system().release(slice)
+}
+// ANCHOR_END: allocate
+
+/// The record of who holds which slice: a file, and a lock file beside it.
+#[derive(Debug, Clone)]
+pub struct State {
+    path: PathBuf,
+}
+
+impl State {
+    /// [`STATE`].
+    pub fn system() -> Self {
+        Self::at(STATE)
+    }
+
+    /// A record at `path` (tests use their own).
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    // ANCHOR: state_allocate
+    /// The first slice of `uids` and `gids` that no live record holds, recorded for
+    /// `owner`. Records of dead owners are dropped on the way.
+    pub fn allocate(&self, uids: &[SubRange], gids: &[SubRange], owner: Owner) -> Result<Slice> {
+        let _lock = self.lock()?;
+        let live: Vec<Slice> = self
+            .read()?
+            .into_iter()
+            .filter(|r| r.owner.is_alive())
+            .collect();
+        let (uid_slices, gid_slices) = (slices_of(uids), slices_of(gids));
+        let free = uid_slices.iter().zip(&gid_slices).find(|(uid, gid)| {
+            !live
+                .iter()
+                .any(|r| overlap(r.uid, **uid) || overlap(r.gid, **gid))
+        });
+        let Some((&uid, &gid)) = free else {
+            let holders: Vec<String> = live.iter().map(|r| r.owner.pid.to_string()).collect();
+            bail!(
+                "--userns auto: all {} slices of {SLICE} ids in keel's range are in use (by \
+                 the runtimes of PIDs {}): wait for one of those containers to end, or give \
+                 keel a larger range in {} and {} (a line keel:START:COUNT, with COUNT a \
+                 multiple of {SLICE}, where no one else's ids are)",
+                uid_slices.len().min(gid_slices.len()),
+                holders.join(", "),
+                subid::SUBUID,
+                subid::SUBGID
+            );
+        };
+        let slice = Slice { uid, gid, owner };
+        let mut records = live;
+        records.push(slice.clone());
+        self.write(&records)?;
+        explain::step(
+            format_args!(
+                "record \"{uid} {gid} {} {}\" in {}",
+                owner.pid,
+                owner.start_time,
+                self.path.display()
+            ),
+            "this container's own slice of keel's range: no other container has these ids",
+        );
+        Ok(slice)
+    }
+    // ANCHOR_END: state_allocate
+
+    /// Removes the record of `slice` (and any record whose owner is dead).
+    pub fn release(&self, slice: &Slice) -> Result<()> {
+        let _lock = self.lock()?;
+        let kept: Vec<Slice> = self
+            .read()?
+            .into_iter()
+            .filter(|r| r != slice && r.owner.is_alive())
+            .collect();
+        self.write(&kept)?;
+        explain::step(
+            format_args!(
+                "remove \"{} {} {} {}\" from {}",
+                slice.uid,
+                slice.gid,
+                slice.owner.pid,
+                slice.owner.start_time,
+                self.path.display()
+            ),
+            "the container is gone: its slice is free for the next one",
+        );
+        Ok(())
+    }
+
+    /// An exclusive `flock` on `<state>.lock`, released when the file is closed.
+    fn lock(&self) -> Result<fs::File> {
+        if let Some(dir) = self.path.parent() {
+            // Root's state: nobody else needs to look.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let path = subid::lock::suffixed(&self.path, ".lock");
+        let file = fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(file);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err).with_context(|| format!("flock {}", path.display()));
+            }
+        }
+    }
+
+    fn read(&self) -> Result<Vec<Slice>> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => {
+                return Err(err).with_context(|| format!("reading {}", self.path.display()));
+            }
+        };
+        text.lines()
+            .enumerate()
+            .map(|(i, line)| {
+                parse_record(line).with_context(|| {
+                    format!(
+                        "{} line {} is not a record keel writes ({line:?}): if no --userns \
+                         auto container runs, remove the file",
+                        self.path.display(),
+                        i + 1
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the records, in one rename: a runtime killed halfway leaves the old
+    /// file whole.
+    fn write(&self, records: &[Slice]) -> Result<()> {
+        let text: String = records
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {}\n",
+                    r.uid, r.gid, r.owner.pid, r.owner.start_time
+                )
+            })
+            .collect();
+        let staging = subid::lock::suffixed(&self.path, "+");
+        let written = fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&staging)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .and_then(|()| fs::rename(&staging, &self.path));
+        written.with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+fn parse_record(line: &str) -> Option<Slice> {
+    let fields: Vec<&str> = line.split(' ').collect();
+    let [uid, gid, pid, start_time] = fields.as_slice() else {
+        return None;
+    };
+    Some(Slice {
+        uid: uid.parse().ok()?,
+        gid: gid.parse().ok()?,
+        owner: Owner {
+            pid: pid.parse().ok()?,
+            start_time: start_time.parse().ok()?,
+        },
+    })
+}
+
+/// The first ids of the whole slices in `ranges`, in order (the part of a range past
+/// the last id a map may name does not count; overlapping lines count once).
+fn slices_of(ranges: &[SubRange]) -> Vec<u32> {
+    let mut starts: Vec<u32> = Vec::new();
+    for (start, count) in ranges.iter().filter_map(SubRange::mappable) {
+        for k in 0..count / SLICE {
+            let first = start + k * SLICE;
+            if !starts.iter().any(|&s| overlap(s, first)) {
+                starts.push(first);
+            }
+        }
+    }
+    starts
+}
+
+/// Whether the slices from `a` and from `b` share an id.
+fn overlap(a: u32, b: u32) -> bool {
+    a.abs_diff(b) < SLICE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keel(start: u64, count: u64) -> Vec<SubRange> {
+        vec![SubRange {
+            owner: KEEL_OWNER.as_bytes().to_vec(),
+            start,
+            count,
+        }]
+    }
+
+    fn state() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::at(dir.path().join("run/keel/userns-slices"));
+        (dir, state)
+    }
+
+    fn me() -> Owner {
+        Owner::current().unwrap()
+    }
+
+    /// A process that has exited and been reaped: its record is stale.
+    fn dead() -> Owner {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        Owner { pid, start_time: 1 }
+    }
+
+    const RANGE: u64 = 4 * SLICE as u64;
+
+    #[test]
+    fn containers_at_the_same_time_get_disjoint_slices() {
+        let (_dir, state) = state();
+        let (uids, gids) = (keel(165536, RANGE), keel(300000, RANGE));
+        let a = state.allocate(&uids, &gids, me()).unwrap();
+        let b = state.allocate(&uids, &gids, me()).unwrap();
+        assert_eq!((a.uid, a.gid), (165536, 300000));
+        assert_eq!((b.uid, b.gid), (165536 + SLICE, 300000 + SLICE));
+    }
+
+    #[test]
+    fn a_released_slice_is_handed_out_again() {
+        let (_dir, state) = state();
+        let uids = keel(165536, RANGE);
+        let a = state.allocate(&uids, &uids, me()).unwrap();
+        let b = state.allocate(&uids, &uids, me()).unwrap();
+        state.release(&a).unwrap();
+        let c = state.allocate(&uids, &uids, me()).unwrap();
+        assert_eq!(c.uid, a.uid);
+        state.release(&b).unwrap();
+        state.release(&c).unwrap();
+        assert_eq!(fs::read_to_string(&state.path).unwrap(), "");
+    }
+
+    #[test]
+    fn the_slice_of_a_dead_runtime_is_handed_out_again() {
+        let (_dir, state) = state();
+        let uids = keel(165536, RANGE);
+        let killed = state.allocate(&uids, &uids, dead()).unwrap();
+        let next = state.allocate(&uids, &uids, me()).unwrap();
+        assert_eq!(next.uid, killed.uid);
+        let text = fs::read_to_string(&state.path).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "the stale record is dropped: {text}"
+        );
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_mistaken_for_its_earlier_owner() {
+        let (_dir, state) = state();
+        let uids = keel(165536, RANGE);
+        let earlier = Owner {
+            start_time: me().start_time + 1,
+            ..me()
+        };
+        let old = state.allocate(&uids, &uids, earlier).unwrap();
+        let next = state.allocate(&uids, &uids, me()).unwrap();
+        assert_eq!(next.uid, old.uid);
+    }
+
+    #[test]
+    fn an_old_entry_of_65536_ids_is_one_slice_and_the_error_says_what_to_do() {
+        let (_dir, state) = state();
+        let uids = keel(165536, SLICE.into());
+        state.allocate(&uids, &uids, me()).unwrap();
+        let err = format!("{:#}", state.allocate(&uids, &uids, me()).unwrap_err());
+        assert!(err.contains("all 1 slices"), "{err}");
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+        assert!(err.contains("keel:START:COUNT"), "{err}");
+    }
+
+    #[test]
+    fn slices_stop_at_the_last_id_a_map_may_name() {
+        // 4294901759 + 65536 = 4294967295: one slice fits, the rest is past the end.
+        assert_eq!(slices_of(&keel(4294901759, RANGE)), [4294901759]);
+        assert!(slices_of(&keel(4294901760, RANGE)).is_empty());
+        assert!(slices_of(&keel(u64::MAX, u64::MAX)).is_empty());
+    }
+
+    #[test]
+    fn overlapping_lines_give_each_slice_once() {
+        let mut ranges = keel(165536, 2 * u64::from(SLICE));
+        ranges.extend(keel(165536 + u64::from(SLICE), 2 * u64::from(SLICE)));
+        assert_eq!(
+            slices_of(&ranges),
+            [165536, 165536 + SLICE, 165536 + 2 * SLICE]
+        );
+    }
+
+    #[test]
+    fn a_record_keel_did_not_write_stops_the_allocation() {
+        let (_dir, state) = state();
+        fs::create_dir_all(state.path.parent().unwrap()).unwrap();
+        fs::write(&state.path, "garbage\n").unwrap();
+        let uids = keel(165536, RANGE);
+        let err = format!("{:#}", state.allocate(&uids, &uids, me()).unwrap_err());
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_one_is_not() {
+        assert!(me().is_alive());
+        assert!(!dead().is_alive());
+    }
+}
