@@ -166,6 +166,29 @@ fn run_stage<S: Stage>(run: Run<S::Args>) -> i32 {
     }
 }
 
+/// One `-e` option: `KEY=VALUE`, or `KEY` to pass on the host's value (looked up with
+/// `host`). A name must be non-empty, and neither may hold a NUL byte (the kernel
+/// takes the environment as C strings).
+pub fn env_assignment(
+    item: &str,
+    host: impl Fn(&str) -> Option<String>,
+) -> Result<(String, String)> {
+    if item.contains('\0') {
+        bail!("-e {item:?}: a NUL byte cannot be passed in the environment");
+    }
+    match item.split_once('=') {
+        Some(("", _)) => bail!("-e {item:?}: the variable has no name; write -e KEY=VALUE"),
+        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+        None if item.is_empty() => bail!("-e \"\": write -e KEY=VALUE"),
+        None => match host(item) {
+            Some(value) => Ok((item.to_owned(), value)),
+            None => bail!(
+                "-e {item}: the host has no variable {item} to pass on; write -e {item}=VALUE"
+            ),
+        },
+    }
+}
+
 /// The process to run, from the command line. Like docker, the container gets a
 /// clean environment: it does not inherit the host's variables unless asked to.
 fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
@@ -191,16 +214,8 @@ fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
         process.setenv("TERM", term);
     }
     for item in &run.common.env {
-        match item.split_once('=') {
-            Some(("", _)) => bail!("-e {item:?}: the variable has no name; write -e KEY=VALUE"),
-            Some((key, value)) => process.setenv(key, value),
-            None => match std::env::var(item) {
-                Ok(value) => process.setenv(item, value),
-                Err(_) => bail!(
-                    "-e {item}: the host has no variable {item} to pass on; write -e {item}=VALUE"
-                ),
-            },
-        }
+        let (key, value) = env_assignment(item, |key| std::env::var(key).ok())?;
+        process.setenv(&key, value);
     }
     if let Some(cwd) = &process.cwd
         && !cwd.is_absolute()
@@ -211,4 +226,43 @@ fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
         );
     }
     Ok(process)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env_assignment;
+    use proptest::prelude::*;
+
+    #[test]
+    fn env_options_read_like_docker() {
+        let host = |key: &str| (key == "LANG").then(|| "C.UTF-8".to_owned());
+        assert_eq!(
+            env_assignment("A=b=c", host).unwrap(),
+            ("A".into(), "b=c".into())
+        );
+        assert_eq!(
+            env_assignment("A=", host).unwrap(),
+            ("A".into(), String::new())
+        );
+        assert_eq!(
+            env_assignment("LANG", host).unwrap(),
+            ("LANG".into(), "C.UTF-8".into())
+        );
+        assert!(env_assignment("NOPE", host).is_err());
+        assert!(env_assignment("=x", host).is_err());
+        assert!(env_assignment("", host).is_err());
+        assert!(env_assignment("A=\0", host).is_err());
+    }
+
+    proptest! {
+        /// Any text: an error or a name without `=` or NUL, never a panic.
+        #[test]
+        fn env_options_never_panic(item in any::<String>(), known in any::<bool>()) {
+            let host = |_: &str| known.then(|| "value".to_owned());
+            if let Ok((key, value)) = env_assignment(&item, host) {
+                prop_assert!(!key.is_empty());
+                prop_assert!(!key.contains('=') && !key.contains('\0') && !value.contains('\0'));
+            }
+        }
+    }
 }

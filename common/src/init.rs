@@ -54,7 +54,8 @@ pub fn run(process: &Process, channel: &ChildEnd, terminal: bool) -> Failure {
     }
     watched.add(Signal::SIGCHLD);
     let mut original = SigSet::empty();
-    if let Err(errno) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut original)) {
+    if let Err(errno) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut original))
+    {
         return failed("blocking signals in the init", errno);
     }
     // SAFETY: this process is single-threaded; the child only execs or exits.

@@ -93,7 +93,8 @@ impl Relay {
             }
             match end {
                 End::Master => {
-                    if flags.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                    if flags.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                    {
                         self.copy_output();
                     }
                     if flags.contains(PollFlags::POLLOUT) {

@@ -60,7 +60,9 @@ impl Supervisor {
     pub fn supervise(&self, pid: Pid, terminal: Option<OwnedFd>, stdin: bool) -> Result<i32> {
         let signals = SignalFd::with_flags(&self.watched, SfdFlags::SFD_CLOEXEC)
             .context("signalfd for the watched signals")?;
-        let mut relay = terminal.map(|master| Relay::new(master, stdin)).transpose()?;
+        let mut relay = terminal
+            .map(|master| Relay::new(master, stdin))
+            .transpose()?;
         loop {
             let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
             let mut ends = Vec::new();
@@ -95,7 +97,12 @@ impl Supervisor {
 
     /// Takes one signal: SIGCHLD may mean the container exited (its code is returned),
     /// a resize goes to the container's terminal, anything else to the container.
-    fn handle_signal(&self, signals: &SignalFd, pid: Pid, relay: Option<&Relay>) -> Result<Option<i32>> {
+    fn handle_signal(
+        &self,
+        signals: &SignalFd,
+        pid: Pid,
+        relay: Option<&Relay>,
+    ) -> Result<Option<i32>> {
         let Some(info) = signals.read_signal().context("reading the signalfd")? else {
             return Ok(None);
         };

@@ -49,7 +49,10 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &self.saved);
-        explain::step("tcsetattr(0, TCSADRAIN, saved)", "the caller's terminal as it was");
+        explain::step(
+            "tcsetattr(0, TCSADRAIN, saved)",
+            "the caller's terminal as it was",
+        );
     }
 }
 // ANCHOR_END: raw_mode
@@ -63,7 +66,13 @@ pub fn get_window_size(fd: BorrowedFd<'_>) -> Option<libc::winsize> {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCGWINSZ fills the winsize we pass.
-    let rc = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::TIOCGWINSZ, &mut size) };
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::TIOCGWINSZ,
+            &mut size,
+        )
+    };
     (rc == 0).then_some(size)
 }
 

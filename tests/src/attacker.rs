@@ -46,7 +46,9 @@ fn build() -> Result<PathBuf, String> {
         .arg(&output)
         .arg(&source)
         .status()
-        .map_err(|err| format!("no cc to build the exe-attack fixture ({err}): apt-get install gcc"))?;
+        .map_err(|err| {
+            format!("no cc to build the exe-attack fixture ({err}): apt-get install gcc")
+        })?;
     if !status.success() {
         return Err(format!("cc {} failed ({status})", source.display()));
     }
@@ -59,7 +61,11 @@ pub fn interpreter(binary: &Path) -> Option<String> {
     let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
     let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
     let u64_at = |at: usize| Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?));
-    let (phoff, phentsize, phnum) = (u64_at(0x20)? as usize, u16_at(0x36)? as usize, u16_at(0x38)?);
+    let (phoff, phentsize, phnum) = (
+        u64_at(0x20)? as usize,
+        u16_at(0x36)? as usize,
+        u16_at(0x38)?,
+    );
     (0..usize::from(phnum)).find_map(|i| {
         let header = phoff + i * phentsize;
         if u32_at(header)? != 3 {
@@ -83,11 +89,15 @@ pub fn arm(rootfs: &Path, binary: &Path) -> Result<(), Skip> {
     })?;
     let target = rootfs.join(loader.trim_start_matches('/'));
     let parent = target.parent().expect("a loader path has a directory");
-    std::fs::create_dir_all(parent).unwrap_or_else(|err| panic!("mkdir {}: {err}", parent.display()));
+    std::fs::create_dir_all(parent)
+        .unwrap_or_else(|err| panic!("mkdir {}: {err}", parent.display()));
     crate::runtime::install_executable(program, parent);
     let installed = parent.join(program.file_name().expect("a file name"));
     std::fs::rename(&installed, &target)
         .unwrap_or_else(|err| panic!("rename to {}: {err}", target.display()));
-    crate::users::write_script(&rootfs.join(EVIL.trim_start_matches('/')), "#!/proc/self/exe\n");
+    crate::users::write_script(
+        &rootfs.join(EVIL.trim_start_matches('/')),
+        "#!/proc/self/exe\n",
+    );
     Ok(())
 }

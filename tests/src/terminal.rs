@@ -18,8 +18,8 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::Instant;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::{OpenptyResult, Winsize, openpty};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::termios::{Termios, tcgetattr};
@@ -92,7 +92,11 @@ impl Invocation {
             .stdin(stdio(&slave))
             .stdout(stdio(&slave))
             .stderr(stdio(&slave));
-        let fds = [pid_write.as_raw_fd(), status_write.as_raw_fd(), hold_read.as_raw_fd()];
+        let fds = [
+            pid_write.as_raw_fd(),
+            status_write.as_raw_fd(),
+            hold_read.as_raw_fd(),
+        ];
         // SAFETY: between fork and exec only async-signal-safe calls (setsid, ioctl,
         // fork, setpgid, tcsetpgrp, signal, write, waitpid, read, _exit).
         unsafe {
@@ -108,7 +112,11 @@ impl Invocation {
         // SAFETY: pidfd_open of a live process (the leader reaps it only after we read
         // its status, and we hold the leader).
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, runtime.as_raw(), 0) };
-        assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
         // SAFETY: the kernel just gave us this fd.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
         Terminal {
@@ -150,7 +158,8 @@ fn session_leader([pid_write, status_write, hold_read]: [i32; 3]) -> std::io::Re
         }
         // The leader never execs: it must not keep fds that only exec would close (std
         // reads end-of-file on one of them to learn that the exec succeeded).
-        let keep = [pid_write, status_write, hold_read].map(|fd| libc::fcntl(fd, libc::F_DUPFD, KEPT));
+        let keep =
+            [pid_write, status_write, hold_read].map(|fd| libc::fcntl(fd, libc::F_DUPFD, KEPT));
         libc::close_range(3, KEPT as u32 - 1, 0);
         libc::close_range(KEPT as u32 + 3, u32::MAX, 0);
         let [pid_write, status_write, hold_read] = keep;

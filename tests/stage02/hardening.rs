@@ -33,10 +33,25 @@ mod sealed_exe {
         let rootfs = need!(rootfs::private_copy());
         let (_dir, binary) = own_binary();
         need!(attacker::arm(rootfs.path(), &binary));
-        let stage = Runtime::new(NAME, &binary)
-            .with_options([Path::new("--rootfs"), rootfs.path()]);
+        let stage =
+            Runtime::new(NAME, &binary).with_options([Path::new("--rootfs"), rootfs.path()]);
         let _leaks = LeakCheck::start();
         sealed::runtime_binary_is_out_of_reach(&stage, &binary);
+    }
+
+    /// Installed on a read-only mount, the binary is out of reach without a copy.
+    #[test]
+    fn a_binary_on_a_read_only_mount_needs_no_copy() {
+        need!(require_root());
+        let rootfs = need!(rootfs::private_copy());
+        let (_dir, binary) = own_binary();
+        need!(attacker::arm(rootfs.path(), &binary));
+        let (program, args) = sealed::read_only_wrapper();
+        let stage = Runtime::new(NAME, &binary)
+            .with_options([Path::new("--rootfs"), rootfs.path()])
+            .wrapped_in(program, args);
+        let _leaks = LeakCheck::start();
+        sealed::binary_on_a_read_only_mount_is_not_copied(&stage, &binary);
     }
 }
 

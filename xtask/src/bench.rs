@@ -8,9 +8,10 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,8 @@ use anyhow::{Result, bail};
 use nix::sys::resource::{UsageWho, getrusage};
 
 use crate::cmd;
-use crate::rootfs;
 use crate::workspace;
+use crate::{bundle, rootfs};
 
 /// Rounds run and thrown away before measuring.
 const WARM_UP: usize = 3;
@@ -36,8 +37,11 @@ enum As {
 struct Contender {
     name: &'static str,
     /// The command line, split at spaces; `{rootfs}` is the busybox rootfs,
-    /// `{release}` the directory of the workspace's release binaries and `{uid}` the
-    /// uid of the user it runs as.
+    /// `{release}` the directory of the workspace's release binaries, `{sealed}` the
+    /// same binaries already in sealed memfds (so that they do not copy and re-execute
+    /// themselves: the difference is what that costs), `{uid}` the uid of the user it
+    /// runs as, `{bundle}` an OCI bundle of the rootfs (root's or the user's) and
+    /// `{state}` a state directory for crun and runc.
     line: &'static str,
     /// The workspace package to build in release mode first, if any.
     package: Option<&'static str>,
@@ -59,6 +63,18 @@ const CONTENDERS: &[Contender] = &[
         runs_as: As::Root,
     },
     Contender {
+        name: "stage02 no reexec",
+        line: "{sealed}/stage02-mountns run --rootfs {rootfs} -- /bin/true",
+        package: Some("stage02-mountns"),
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "stage02 -t",
+        line: "{release}/stage02-mountns run -t --rootfs {rootfs} -- /bin/true",
+        package: Some("stage02-mountns"),
+        runs_as: As::Root,
+    },
+    Contender {
         name: "unshare",
         line: "unshare -fp --mount-proc true",
         package: None,
@@ -71,8 +87,32 @@ const CONTENDERS: &[Contender] = &[
         runs_as: As::Root,
     },
     Contender {
+        name: "crun",
+        line: "crun --root {state} run --bundle {bundle} keel-bench",
+        package: None,
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "runc",
+        line: "runc --root {state} run --bundle {bundle} keel-bench",
+        package: None,
+        runs_as: As::Root,
+    },
+    Contender {
         name: "stage03-userns",
         line: "{release}/stage03-userns run --rootfs {rootfs} -- /bin/true",
+        package: Some("stage03-userns"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage03 no reexec",
+        line: "{sealed}/stage03-userns run --rootfs {rootfs} -- /bin/true",
+        package: Some("stage03-userns"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage03 -t",
+        line: "{release}/stage03-userns run -t --rootfs {rootfs} -- /bin/true",
         package: Some("stage03-userns"),
         runs_as: As::User,
     },
@@ -94,19 +134,46 @@ const CONTENDERS: &[Contender] = &[
         package: None,
         runs_as: As::User,
     },
+    Contender {
+        name: "crun (user)",
+        line: "crun --root {state} run --bundle {bundle} keel-bench",
+        package: None,
+        runs_as: As::User,
+    },
 ];
+
+/// Where the commands find what they need.
+#[derive(Debug)]
+struct Places {
+    rootfs: PathBuf,
+    release: PathBuf,
+    /// `/proc/self/fd/N` of a sealed memfd per release binary (by file name).
+    sealed: Vec<(String, PathBuf)>,
+    /// Bundle and state directory, for root and for the user.
+    bundles: [PathBuf; 2],
+    states: [PathBuf; 2],
+}
 
 impl Contender {
     /// The command, its placeholders filled in, run as `user` when it is rootless.
-    fn command(&self, release: &Path, rootfs: &Path, user: Option<(u32, u32)>) -> Command {
+    fn command(&self, places: &Places, user: Option<(u32, u32)>) -> Command {
         let uid = user.map_or(0, |(uid, _)| uid).to_string();
+        let which = usize::from(self.runs_as == As::User);
         let mut argv = self.line.split_whitespace().map(|word| match word {
-            "{rootfs}" => OsString::from(rootfs),
+            "{rootfs}" => OsString::from(&places.rootfs),
+            "{bundle}" => OsString::from(&places.bundles[which]),
+            "{state}" => OsString::from(&places.states[which]),
             _ if word.contains("{uid}") => OsString::from(word.replace("{uid}", &uid)),
-            _ => match word.strip_prefix("{release}/") {
-                Some(binary) => release.join(binary).into_os_string(),
-                None => OsString::from(word),
-            },
+            _ => {
+                if let Some(binary) = word.strip_prefix("{release}/") {
+                    places.release.join(binary).into_os_string()
+                } else if let Some(binary) = word.strip_prefix("{sealed}/") {
+                    let found = places.sealed.iter().find(|(name, _)| name == binary);
+                    found.map_or_else(|| OsString::from(word), |(_, path)| path.into())
+                } else {
+                    OsString::from(word)
+                }
+            }
         });
         let mut command = Command::new(argv.next().expect("a command line is not empty"));
         command.args(argv);
@@ -164,17 +231,29 @@ pub fn run(runs: usize) -> Result<()> {
     }
     // Everything the ordinary user runs must be readable by it, wherever the
     // workspace lives: copy the binaries and build the rootfs in a world-readable place.
+    if workspace::is_root() {
+        without_the_unified_cgroup()?;
+    }
     let place = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
     fs::set_permissions(place.path(), fs::Permissions::from_mode(0o755))?;
     let rootfs = place.path().join("rootfs");
     rootfs::busybox(&rootfs)?;
     let release = place.path().join("bin");
     fs::create_dir(&release)?;
+    let mut sealed = Vec::new();
+    let mut memfds = Vec::new();
     for package in &packages {
+        let binary = release.join(package);
         fs::copy(
             workspace::target_dir().join("release").join(package),
-            release.join(package),
+            &binary,
         )?;
+        let memfd = sealed_copy(&binary)?;
+        sealed.push((
+            package.to_string(),
+            PathBuf::from(format!("/proc/self/fd/{}", memfd.as_raw_fd())),
+        ));
+        memfds.push(memfd);
     }
     let user = if chosen.iter().any(|c| c.runs_as == As::User) {
         Some(BenchUser::create()?)
@@ -182,10 +261,20 @@ pub fn run(runs: usize) -> Result<()> {
         None
     };
     let ids = user.as_ref().map(|u| (u.uid, u.gid));
-    let mut commands: Vec<Command> = chosen
-        .iter()
-        .map(|c| c.command(&release, &rootfs, ids))
-        .collect();
+    let places = Places {
+        bundles: [
+            place.path().join("bundle"),
+            place.path().join("bundle-user"),
+        ],
+        states: [place.path().join("state"), place.path().join("state-user")],
+        rootfs,
+        release,
+        sealed,
+    };
+    if chosen.iter().any(|c| c.line.contains("{bundle}")) {
+        prepare_bundles(&chosen, &places, ids)?;
+    }
+    let mut commands: Vec<Command> = chosen.iter().map(|c| c.command(&places, ids)).collect();
     for (contender, command) in chosen.iter().zip(&commands) {
         println!("{:<16} {}", contender.name, cmd::describe(command));
     }
@@ -214,6 +303,59 @@ pub fn run(runs: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// crun 1.8 refuses this machine's hybrid cgroup layout (cgroup v1 controllers with an
+/// empty cgroup2 at /sys/fs/cgroup/unified). In a mount namespace of the benchmark's
+/// own, where that cgroup2 is unmounted, it sees plain v1 and runs; every command of
+/// the comparison runs there alike. The host's mounts are not touched.
+fn without_the_unified_cgroup() -> Result<()> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if unified.is_dir() {
+        let _ = umount2(unified, MntFlags::MNT_DETACH);
+    }
+    Ok(())
+}
+
+/// The OCI bundles and state directories of crun and runc, for root and the user.
+fn prepare_bundles(chosen: &[&Contender], places: &Places, user: Option<(u32, u32)>) -> Result<()> {
+    bundle::write(&places.bundles[0], &places.rootfs, None)?;
+    fs::create_dir_all(&places.states[0])?;
+    if let Some((uid, gid)) = user
+        && chosen
+            .iter()
+            .any(|c| c.runs_as == As::User && c.line.contains("{bundle}"))
+    {
+        bundle::write(&places.bundles[1], &places.rootfs, Some((uid, gid)))?;
+        fs::create_dir_all(&places.states[1])?;
+        nix::unistd::chown(&places.states[1], Some(uid.into()), Some(gid.into()))?;
+    }
+    Ok(())
+}
+
+/// A sealed memfd holding `binary`, left open across exec: a runtime started from
+/// `/proc/self/fd/N` of it finds itself sealed already and does not re-execute.
+fn sealed_copy(binary: &Path) -> Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let memfd = memfd_create(c"keel-bench", MFdFlags::MFD_ALLOW_SEALING)?;
+    let mut file = fs::File::from(memfd.try_clone()?);
+    std::io::copy(&mut fs::File::open(binary)?, &mut file)?;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(&memfd, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(memfd)
 }
 
 /// The ordinary user of the rootless group, removed (with its subordinate ids) on drop.

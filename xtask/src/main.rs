@@ -5,6 +5,7 @@
 
 mod bench;
 mod book;
+mod bundle;
 mod check;
 mod ci;
 mod cmd;

@@ -83,9 +83,21 @@ pub fn orphan() -> Value {
     // Who adopted it (field 4 of /proc/PID/stat), read before it exits.
     let parent = std::fs::read_to_string(format!("/proc/{orphan}/stat"))
         .ok()
-        .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.to_owned()));
+        .and_then(|stat| {
+            Some(
+                stat.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .to_owned(),
+            )
+        });
     if pidfd >= 0 {
-        let mut fds = [libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 }];
+        let mut fds = [libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
         // SAFETY: one valid pollfd; the pidfd becomes readable when the process exits.
         unsafe { libc::poll(fds.as_mut_ptr(), 1, 10_000) };
     }

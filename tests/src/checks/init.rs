@@ -85,10 +85,15 @@ pub fn container_dies_with_a_killed_runtime(runtime: &Runtime) {
         .processes()
         .into_iter()
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "keel-probe")
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "keel-probe")
         })
         .collect();
-    assert_eq!(command.len(), 1, "the probe should be running once: {command:?}");
+    assert_eq!(
+        command.len(),
+        1,
+        "the probe should be running once: {command:?}"
+    );
     running.signal(Signal::SIGKILL);
     let gone = wait_for_exit(Pid::from_raw(command[0]), Duration::from_secs(10));
     let _ = running.wait();

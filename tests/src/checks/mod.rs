@@ -21,11 +21,11 @@
 
 pub mod cli;
 pub mod dev;
+pub mod init;
 pub mod lifecycle;
 pub mod pid;
 pub mod pseudofs;
 pub mod rootfs;
 pub mod sealed;
 pub mod terminal;
-pub mod init;
 pub mod workdir;

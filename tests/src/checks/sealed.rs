@@ -54,7 +54,10 @@ pub fn runtime_binary_is_out_of_reach(runtime: &Runtime, binary: &Path) {
         "the runtime's binary on the host was overwritten from inside the container \
          (the attacker said {verdict:?})"
     );
-    assert_ne!(verdict, "overwrote", "the attacker wrote into the runtime's binary");
+    assert_ne!(
+        verdict, "overwrote",
+        "the attacker wrote into the runtime's binary"
+    );
 }
 
 /// Seen from the host: while a container runs, the runtime's `/proc/PID/exe` is a
@@ -78,4 +81,48 @@ pub fn runtime_runs_from_a_sealed_copy(runtime: &Runtime) {
         seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL),
         "the runtime's memfd is not sealed against writes: {seals:?}"
     );
+}
+
+/// A runtime whose binary lies on a read-only mount does not copy itself (the
+/// attacker sees the real file), and the attack still fails: the write is refused
+/// with EROFS (30).
+///
+/// `runtime` runs `binary` from a read-only bind mount of its directory, made in a
+/// mount namespace of its own (see [`read_only_wrapper`]), in an armed rootfs.
+pub fn binary_on_a_read_only_mount_is_not_copied(runtime: &Runtime, binary: &Path) {
+    let before = std::fs::read(binary).expect("reading the runtime's binary");
+    let meta = std::fs::metadata(binary).expect("stat of the runtime's binary");
+    let marker = Marker::new();
+    let mut running = runtime.run().cmd([EVIL, marker.token()]).spawn();
+    let exe = running.read_line();
+    assert_eq!(running.read_line(), "armed");
+    running.signal(Signal::SIGKILL);
+    let verdict = running.read_line();
+    let out = running.wait();
+    marker.assert_none_left();
+    assert_eq!(
+        exe,
+        format!("exe {} {}", meta.dev(), meta.ino()),
+        "a binary on a read-only mount needs no sealed copy\n{out}"
+    );
+    assert_eq!(
+        verdict, "denied 30",
+        "the write should fail with EROFS\n{out}"
+    );
+    assert!(before == std::fs::read(binary).expect("reading the binary"));
+}
+
+/// The wrapper for [`binary_on_a_read_only_mount_is_not_copied`]: `unshare -m sh -c ...`
+/// that binds the binary's directory read-only onto itself, in a new mount namespace
+/// (the host's mounts are untouched), then execs the binary with its arguments.
+pub fn read_only_wrapper() -> (&'static str, [&'static str; 4]) {
+    (
+        "unshare",
+        [
+            "--mount",
+            "sh",
+            "-c",
+            r#"d=$(dirname "$0") && mount --bind -o ro "$d" "$d" && exec "$0" "$@""#,
+        ],
+    )
 }

@@ -7,25 +7,37 @@
 use nix::sys::signal::Signal;
 
 use crate::probe::{ProbeReport, TiocstiReport};
-use crate::runtime::Runtime;
+use crate::runtime::{Output, Runtime};
 use crate::terminal::Size;
 
 /// The size of the test's terminal.
-const SIZE: Size = Size { rows: 30, cols: 100 };
+const SIZE: Size = Size {
+    rows: 30,
+    cols: 100,
+};
 
 /// `EPERM`.
 const EPERM: i32 = 1;
 
+/// The probe's report among the lines a terminal showed (stderr shows there too).
+fn probe_json<T: serde::de::DeserializeOwned>(out: &Output) -> T {
+    out.expect_success();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    serde_json::from_str(line.trim())
+        .unwrap_or_else(|err| panic!("no report of the probe ({err})\n{out}"))
+}
+
 /// Without `-t`, the container has no controlling terminal, even when its stdin is the
 /// caller's terminal: it runs in a session of its own (`setsid`).
 pub fn container_has_no_controlling_terminal(runtime: &Runtime) {
-    let mut term = runtime
-        .run()
-        .probe([] as [&str; 0])
-        .on_terminal(SIZE);
+    let mut term = runtime.run().probe([] as [&str; 0]).on_terminal(SIZE);
     term.expect("}");
     let out = term.wait();
-    let report: ProbeReport = out.json();
+    let report: ProbeReport = probe_json(&out);
     assert_eq!(
         report.tty_nr,
         Some(0),
@@ -52,7 +64,7 @@ pub fn tiocsti_cannot_type_into_the_callers_terminal(runtime: &Runtime) {
     term.expect("}");
     let pending = term.pending_input();
     let out = term.wait();
-    let report: TiocstiReport = out.json();
+    let report: TiocstiReport = probe_json(&out);
     assert!(
         !report.ok && report.pushed == 0 && report.errno == Some(EPERM),
         "TIOCSTI from the container into the caller's terminal should fail with EPERM: \
@@ -76,10 +88,11 @@ pub fn tiocsti_with_a_terminal_stays_in_the_container(runtime: &Runtime) {
     term.expect("}");
     let pending = term.pending_input();
     let out = term.wait();
-    let json = out.stdout.lines().find(|l| l.starts_with('{')).unwrap_or_default();
-    let report: TiocstiReport = serde_json::from_str(json.trim())
-        .unwrap_or_else(|err| panic!("not the probe's report ({err})\n{out}"));
-    assert!(report.ok, "TIOCSTI on the container's own terminal should work: {report:?}");
+    let report: TiocstiReport = probe_json(&out);
+    assert!(
+        report.ok,
+        "TIOCSTI on the container's own terminal should work: {report:?}"
+    );
     assert!(
         pending.is_empty(),
         "the caller's terminal has input it never typed: {:?}",
@@ -98,8 +111,15 @@ pub fn tty_gives_a_terminal_of_the_callers_size(runtime: &Runtime, pts0: bool) {
     term.expect("30 100");
     let out = term.wait();
     out.expect_success();
-    let tty = out.lines().first().map(|l| l.trim().to_owned()).unwrap_or_default();
-    assert!(tty.starts_with("/dev/pts/"), "`tty` should name a pseudo-terminal\n{out}");
+    let tty = out
+        .lines()
+        .first()
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_default();
+    assert!(
+        tty.starts_with("/dev/pts/"),
+        "`tty` should name a pseudo-terminal\n{out}"
+    );
     if pts0 {
         assert_eq!(
             tty, "/dev/pts/0",
@@ -118,8 +138,15 @@ pub fn console_is_the_containers_terminal(runtime: &Runtime) {
     term.expect("dev ");
     let out = term.wait();
     out.expect_success();
-    assert!(out.words().contains(&"console"), "`ls /dev` shows no console with -t\n{out}");
-    let devices: Vec<&str> = out.lines().into_iter().filter(|l| l.starts_with("dev ")).collect();
+    assert!(
+        out.words().contains(&"console"),
+        "`ls /dev` shows no console with -t\n{out}"
+    );
+    let devices: Vec<&str> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("dev "))
+        .collect();
     assert!(
         devices.len() == 2 && devices[0].trim() == devices[1].trim(),
         "/dev/console should be the container's terminal /dev/pts/0\n{out}"
@@ -143,7 +170,11 @@ pub fn window_size_follows_a_resize(runtime: &Runtime) {
 /// `-t -i` on an interactive shell: Ctrl-C interrupts the command it runs, and the
 /// shell survives and goes on.
 pub fn ctrl_c_interrupts_the_command_not_the_shell(runtime: &Runtime) {
-    let mut term = runtime.run().args(["-t", "-i"]).cmd(["sh"]).on_terminal(SIZE);
+    let mut term = runtime
+        .run()
+        .args(["-t", "-i"])
+        .cmd(["sh"])
+        .on_terminal(SIZE);
     // Arithmetic in the commands: the terminal echoes what is typed, so only the
     // result proves that a command ran. The job prints once it runs, and a job of a
     // shell with job control makes itself the terminal's foreground before it runs.
@@ -194,7 +225,10 @@ pub fn termios_are_restored_on_exit(runtime: &Runtime) {
     term.send(b"\r");
     let (out, after) = term.wait_with_termios();
     out.expect_success();
-    assert_eq!(after, before, "the caller's terminal modes changed after the run\n{out}");
+    assert_eq!(
+        after, before,
+        "the caller's terminal modes changed after the run\n{out}"
+    );
 }
 
 /// `-t -i --init`: the runtime killed by `signal` (SIGTERM, SIGINT, SIGHUP) forwards it,
@@ -207,7 +241,11 @@ pub fn termios_are_restored_after_a_signal(runtime: &Runtime, signal: Signal) {
         .on_terminal(SIZE);
     let before = term.termios();
     term.expect("re0ady");
-    assert_ne!(term.termios(), before, "the caller's terminal should be raw meanwhile");
+    assert_ne!(
+        term.termios(),
+        before,
+        "the caller's terminal should be raw meanwhile"
+    );
     term.signal(signal);
     let (out, after) = term.wait_with_termios();
     out.expect_code(128 + signal as i32);

@@ -26,7 +26,10 @@ pub fn workdir_through_an_inherited_fd_is_refused(runtime: &Runtime, host_dir: &
          an inherited fd\n{out}"
     );
     out.expect_code(125);
-    assert!(out.stderr.contains("-w /proc/self/fd/7"), "the error should name -w\n{out}");
+    assert!(
+        out.stderr.contains("-w /proc/self/fd/7"),
+        "the error should name -w\n{out}"
+    );
 }
 
 /// `-w` through a symlink of the rootfs that climbs out (`/up -> ../../../../etc`)
@@ -40,7 +43,10 @@ pub fn workdir_through_a_climbing_symlink_stays_inside(runtime: &Runtime, expect
     out.expect_success();
     let (pwd, passwd) = out.stdout.split_once('\n').unwrap_or_default();
     assert_eq!(pwd, "/etc", "{out}");
-    assert_eq!(passwd, expected_passwd, "not the container's /etc/passwd\n{out}");
+    assert_eq!(
+        passwd, expected_passwd,
+        "not the container's /etc/passwd\n{out}"
+    );
 }
 
 /// A `-w` that does not exist is refused (125), naming it: keel does not create it in
