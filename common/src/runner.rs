@@ -154,6 +154,10 @@ fn child(
     // A session of its own: no controlling terminal, so that nothing in the container
     // can reach the caller's terminal through one (see `pty`).
     let _ = nix::unistd::setsid();
+    explain::step(
+        "setsid()",
+        "a session of its own: no controlling terminal, unless -t gives it one of its own",
+    );
     // The signal mask survives execve: give the command the mask we started with.
     supervisor.restore_in_child();
     // If the runtime dies (even by SIGKILL), the half-made container dies with it.

@@ -18,6 +18,8 @@ pub const PACKAGES: &[&str] = &[
     "uidmap",         // newuidmap/newgidmap, for rootless id maps
     "bubblewrap",     // a reference sandbox for the benchmarks
     "strace",         // graders that check which paths the runtime looks up
+    "crun",           // reference runtimes for the benchmarks
+    "runc",
 ];
 
 /// The mdBook the book is written for.
