@@ -68,6 +68,8 @@ pub struct Terminal {
     /// The test's own copy of the slave side: to read its modes, and what is waiting in
     /// its input.
     slave: OwnedFd,
+    /// The terminal's modes before the runtime started.
+    initial: Termios,
     /// Everything the terminal has shown so far.
     shown: Vec<u8>,
     description: String,
@@ -83,6 +85,7 @@ impl Invocation {
         let deadline = Instant::now() + self.timeout_duration();
         let OpenptyResult { master, slave } =
             openpty(Some(&size.winsize()), None).expect("openpty for the test's terminal");
+        let initial = tcgetattr(slave.as_fd()).expect("tcgetattr on the test's terminal");
         let (pid_read, pid_write) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
         let (status_read, status_write) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
         let (hold_read, hold_write) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
@@ -127,6 +130,7 @@ impl Invocation {
             hold: Some(hold_write),
             master,
             slave,
+            initial,
             shown: Vec::new(),
             description,
             deadline,
@@ -230,6 +234,11 @@ impl Terminal {
         // SAFETY: TIOCSWINSZ reads the winsize we pass.
         let rc = unsafe { libc::ioctl(self.slave.as_raw_fd(), libc::TIOCSWINSZ, &winsize) };
         assert_eq!(rc, 0, "TIOCSWINSZ on the test's terminal");
+    }
+
+    /// The terminal's modes before the runtime was started.
+    pub fn initial_termios(&self) -> &Termios {
+        &self.initial
     }
 
     /// The terminal's modes, as the runtime's caller sees them.

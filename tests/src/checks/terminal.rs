@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use crate::probe::{ProbeReport, TiocstiReport};
 use crate::runtime::{Output, Runtime};
-use crate::terminal::Size;
+use crate::terminal::{Size, Terminal};
 
 /// The size of the test's terminal.
 const SIZE: Size = Size {
@@ -210,18 +210,8 @@ pub fn no_command_on_a_terminal_gives_a_shell_with_job_control(runtime: &Runtime
 /// `-t -i`: the caller's terminal goes raw while the container runs, and comes back
 /// exactly as it was when the container exits.
 pub fn termios_are_restored_on_exit(runtime: &Runtime) {
-    let mut term = runtime
-        .run()
-        .args(["-t", "-i"])
-        .sh("echo re$((0))ady; read line")
-        .on_terminal(SIZE);
-    let before = term.termios();
-    term.expect("re0ady");
-    assert_ne!(
-        term.termios(),
-        before,
-        "with -t -i, the caller's terminal should be raw while the container runs"
-    );
+    let mut term = raw_while_running(runtime, &["-t", "-i"], "read line");
+    let before = term.initial_termios().clone();
     term.send(b"\r");
     let (out, after) = term.wait_with_termios();
     out.expect_success();
@@ -234,18 +224,8 @@ pub fn termios_are_restored_on_exit(runtime: &Runtime) {
 /// `-t -i --init`: the runtime killed by `signal` (SIGTERM, SIGINT, SIGHUP) forwards it,
 /// the command dies, and the caller's terminal is restored.
 pub fn termios_are_restored_after_a_signal(runtime: &Runtime, signal: Signal) {
-    let mut term = runtime
-        .run()
-        .args(["-t", "-i", "--init"])
-        .sh("echo re$((0))ady; exec sleep 1000")
-        .on_terminal(SIZE);
-    let before = term.termios();
-    term.expect("re0ady");
-    assert_ne!(
-        term.termios(),
-        before,
-        "the caller's terminal should be raw meanwhile"
-    );
+    let term = raw_while_running(runtime, &["-t", "-i", "--init"], "exec sleep 1000");
+    let before = term.initial_termios().clone();
     term.signal(signal);
     let (out, after) = term.wait_with_termios();
     out.expect_code(128 + signal as i32);
@@ -253,6 +233,23 @@ pub fn termios_are_restored_after_a_signal(runtime: &Runtime, signal: Signal) {
         after, before,
         "the caller's terminal modes changed after {signal} to the runtime"
     );
+}
+
+/// Starts a container with `options` that says `ready` and then runs `then`, and
+/// checks that the caller's terminal is raw once it runs.
+fn raw_while_running(runtime: &Runtime, options: &[&str], then: &str) -> Terminal {
+    let mut term = runtime
+        .run()
+        .args(options)
+        .sh(&format!("echo re$((0))ady; {then}"))
+        .on_terminal(SIZE);
+    term.expect("re0ady");
+    assert_ne!(
+        &term.termios(),
+        term.initial_termios(),
+        "with -t -i, the caller's terminal should be raw while the container runs"
+    );
+    term
 }
 
 /// `-i` without `-t`: stdin passes through.
