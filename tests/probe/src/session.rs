@@ -33,7 +33,7 @@ pub fn tiocsti(text: &str) -> Value {
 /// for at most 5 seconds (it never reaps the orphan itself).
 pub fn orphan() -> Value {
     // `pipe` carries the orphan's PID to us; `release` lets it exit (end-of-file once
-    // its parent is gone).
+    // the probe closes its end, after it has seen who adopted the orphan).
     let (mut pipe, mut release) = ([0; 2], [0; 2]);
     // SAFETY: valid arrays of two ints.
     if unsafe { libc::pipe(pipe.as_mut_ptr()) != 0 || libc::pipe(release.as_mut_ptr()) != 0 } {
@@ -46,7 +46,7 @@ pub fn orphan() -> Value {
         // SAFETY: as above.
         let grandchild = unsafe { libc::fork() };
         if grandchild == 0 {
-            // The grandchild waits until its parent is gone, then exits.
+            // The grandchild waits until the probe lets it go, then exits.
             let mut byte = 0u8;
             // SAFETY: a read of one byte into a valid buffer; EOF when the pipe closes.
             unsafe {
@@ -62,11 +62,9 @@ pub fn orphan() -> Value {
             libc::_exit(0);
         }
     }
-    // SAFETY: closing our copies of the write ends.
-    unsafe {
-        libc::close(pipe[1]);
-        libc::close(release[1]);
-    }
+    // SAFETY: closing our copy of the write end; `release` stays open until the
+    // orphan's new parent is read, so that the orphan cannot exit before.
+    unsafe { libc::close(pipe[1]) };
     let mut pid = [0u8; 4];
     // SAFETY: a valid buffer of 4 bytes.
     unsafe { libc::read(pipe[0], pid.as_mut_ptr().cast(), pid.len()) };
@@ -75,12 +73,7 @@ pub fn orphan() -> Value {
     unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
     // SAFETY: pidfd_open of a pid of our namespace; -1 if it is already gone.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, orphan, 0) } as i32;
-    // SAFETY: our copies of the read ends are no longer needed.
-    unsafe {
-        libc::close(pipe[0]);
-        libc::close(release[0]);
-    }
-    // Who adopted it (field 4 of /proc/PID/stat), read before it exits.
+    // Who adopted it (field 4 of /proc/PID/stat), read while it waits on `release`.
     let parent = std::fs::read_to_string(format!("/proc/{orphan}/stat"))
         .ok()
         .and_then(|stat| {
@@ -92,6 +85,12 @@ pub fn orphan() -> Value {
                     .to_owned(),
             )
         });
+    // SAFETY: closing our fds; the last write end of `release` lets the orphan exit.
+    unsafe {
+        libc::close(pipe[0]);
+        libc::close(release[0]);
+        libc::close(release[1]);
+    }
     if pidfd >= 0 {
         let mut fds = [libc::pollfd {
             fd: pidfd,
