@@ -20,6 +20,7 @@ pub mod relay;
 pub mod runner;
 pub mod sealed;
 pub mod signals;
+pub mod state;
 pub mod sync;
 pub mod terminal;
 pub mod workdir;

@@ -13,7 +13,7 @@ use common::doctor::{self, Outcome, Report};
 use common::{Layer, Stage};
 
 /// Options of stage 1 (and of every later stage, which flattens them).
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[group(id = "stage01")]
 #[command(next_help_heading = "Stage 1: PID, UTS and IPC namespaces")]
 pub struct Args {

@@ -23,7 +23,7 @@ use common::{Layer, Stage};
 use stage01_pidns::Stage01;
 
 /// Options of stage 2: stage 1's, plus the root filesystem and volumes.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[group(id = "stage02")]
 pub struct Args {
     #[command(flatten)]

@@ -32,7 +32,7 @@ pub enum UsernsMode {
 }
 
 /// Options of stage 3: stage 2's, plus the id maps.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[group(id = "stage03")]
 pub struct Args {
     #[command(flatten)]

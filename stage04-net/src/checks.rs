@@ -1,0 +1,65 @@
+//! What a network mode needs, checked in the parent before anything is created, with
+//! the fix in the message.
+
+use anyhow::{Result, bail};
+use nix::unistd::AccessFlags;
+
+use crate::PortDriver;
+use crate::helper;
+use crate::mode::Mode;
+use crate::network::Config;
+
+/// The TAP device's control file; slirp4netns and pasta open it inside the namespace.
+pub const TUN: &str = "/dev/net/tun";
+
+/// Refuses a configuration that cannot work here, saying why and how to fix it.
+pub fn can_run(config: &Config) -> Result<()> {
+    let root = nix::unistd::geteuid().is_root();
+    match config.mode {
+        Mode::Bridge if !root => bail!(
+            "--network bridge: only root may create links on the host's network; \
+             rootless, use --network slirp4netns (or pasta)"
+        ),
+        Mode::Slirp4netns { .. } => {
+            if helper::which("slirp4netns").is_none() {
+                bail!(
+                    "--network slirp4netns: slirp4netns is not installed (apt-get install slirp4netns), \
+                     or use --network none"
+                );
+            }
+            tun_usable()?;
+        }
+        Mode::Pasta => {
+            if helper::which("pasta").is_none() {
+                bail!("--network pasta: pasta is not installed (apt-get install passt)");
+            }
+            tun_usable()?;
+        }
+        _ => {}
+    }
+    if !config.publish.is_empty() {
+        match (config.mode, config.driver) {
+            (Mode::Host, _) => bail!(
+                "-p with --network host: the container's ports already are the host's; drop -p"
+            ),
+            (Mode::Slirp4netns { .. }, PortDriver::Slirp4netns) | (_, PortDriver::Builtin) => {}
+            (mode, driver) => bail!(
+                "--port-driver {driver} works only with --network {driver}, not {mode}; \
+                 use --port-driver builtin"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// slirp4netns and pasta need to open /dev/net/tun as the user.
+fn tun_usable() -> Result<()> {
+    if nix::unistd::access(TUN, AccessFlags::R_OK | AccessFlags::W_OK).is_err() {
+        bail!(
+            "{TUN} is not readable and writable by you, and slirp4netns/pasta need it for \
+             the container's TAP device: as root, chmod 0666 {TUN} (as udev does on \
+             desktop systems), or use --network none"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Stage 4: stage 3 plus a network of its own.
+//!
+//! The container gets a network namespace: its own interfaces, addresses, routes and
+//! ports. A new one holds only `lo`; how anything else gets in depends on who runs
+//! keel. Rootless, a user-space TCP/IP stack outside (slirp4netns or pasta) carries the
+//! container's traffic; as root, a veth pair joins it to a bridge, as docker does.
+//! Published ports (`-p`) lead from the host into the container.
+
+pub mod checks;
+pub mod doctor;
+pub mod etc;
+pub mod forward;
+pub mod helper;
+pub mod mode;
+pub mod netlink;
+pub mod network;
+pub mod ports;
+pub mod slirp;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use anyhow::Result;
+use common::doctor::Report;
+use common::state::RunDir;
+use common::{Layer, Stage};
+use stage03_userns::Stage03;
+
+use crate::etc::ExtraHost;
+use crate::mode::Mode;
+use crate::network::{Config, Network};
+use crate::ports::Publish;
+
+/// How published ports reach the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PortDriver {
+    /// keel listens on the host port and splices each connection into the container.
+    Builtin,
+    /// slirp4netns's API (`add_hostfwd`): its TCP/IP stack carries the connections.
+    Slirp4netns,
+}
+
+impl fmt::Display for PortDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortDriver::Builtin => "builtin",
+            PortDriver::Slirp4netns => "slirp4netns",
+        })
+    }
+}
+
+/// Options of stage 4: stage 3's, plus the network.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "stage04")]
+pub struct Args {
+    #[command(flatten)]
+    pub stage03: stage03_userns::Args,
+    /// none | slirp4netns[:allow_host_loopback=true] | pasta | bridge (root) | host (default: slirp4netns when installed, else none).
+    #[arg(long, value_name = "MODE", help_heading = "Stage 4: a network")]
+    pub network: Option<Mode>,
+    /// Publish a container port on the host: [IP:]HOSTPORT:CTRPORT[/tcp|/udp] (repeatable; HOSTPORT 0 picks one).
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[IP:]HOST:CTR",
+        help_heading = "Stage 4: a network"
+    )]
+    pub publish: Vec<Publish>,
+    /// How published ports are forwarded.
+    #[arg(
+        long,
+        value_name = "DRIVER",
+        default_value = "builtin",
+        help_heading = "Stage 4: a network"
+    )]
+    pub port_driver: PortDriver,
+    /// A name server for the container's /etc/resolv.conf (repeatable).
+    #[arg(long, value_name = "IP", help_heading = "Stage 4: a network")]
+    pub dns: Vec<IpAddr>,
+    /// An extra line of the container's /etc/hosts: NAME:IP (repeatable).
+    #[arg(long, value_name = "NAME:IP", help_heading = "Stage 4: a network")]
+    pub add_host: Vec<ExtraHost>,
+}
+
+/// Stage 4: stage 3 + a network namespace.
+#[derive(Debug)]
+pub struct Stage04;
+
+impl Stage for Stage04 {
+    const NAME: &'static str = "stage04-net";
+    const ABOUT: &'static str = "Stage 4: stage 3 plus a network of its own: loopback, slirp4netns or pasta rootless, a bridge as root, published ports";
+    type Args = Args;
+
+    // ANCHOR: layers
+    fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
+        let config = Config {
+            mode: args.network.unwrap_or_else(default_mode),
+            publish: args.publish.clone(),
+            driver: args.port_driver,
+            dns: args.dns.clone(),
+            add_hosts: args.add_host.clone(),
+            hostname: args.stage03.stage02.stage01.hostname.clone(),
+        };
+        // The network decides the container's /etc/hosts, /etc/hostname and
+        // /etc/resolv.conf: written in a directory of the run's own and bound
+        // read-only by stage 2's rootfs layer, like a `-v`.
+        let dir = RunDir::create("net")?;
+        let mut stage03 = args.stage03.clone();
+        for (host, target) in network::etc_files(&dir) {
+            stage03
+                .stage02
+                .volumes
+                .push(format!("{}:{target}:ro", host.display()));
+        }
+        let mut layers = Stage03::layers(&stage03)?;
+        // Before the rootfs layer: its `prepare` writes the files that the rootfs
+        // layer's `prepare` then checks; its `parent` runs after the user layer's, once
+        // the maps are written; its `child` runs as container root.
+        let rootfs = layers
+            .iter()
+            .position(|l| l.name() == "rootfs")
+            .unwrap_or(layers.len());
+        layers.insert(rootfs, Box::new(Network::new(config, dir)));
+        Ok(layers)
+    }
+    // ANCHOR_END: layers
+
+    fn doctor(report: &mut Report) {
+        Stage03::doctor(report);
+        doctor::check(report);
+    }
+}
+
+/// slirp4netns when it is installed, else `none` (said once, in `prepare`).
+fn default_mode() -> Mode {
+    if helper::which("slirp4netns").is_some() {
+        Mode::Slirp4netns {
+            allow_host_loopback: false,
+        }
+    } else {
+        Mode::None
+    }
+}
