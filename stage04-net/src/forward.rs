@@ -162,6 +162,9 @@ impl Connect {
     }
 }
 
+/// The pipe between two sockets: 1 MiB (`/proc/sys/fs/pipe-max-size`'s default).
+const PIPE_SIZE: i32 = 1 << 20;
+
 // ANCHOR: accept_loop
 /// Accepts connections until the listener is shut down; each one gets two threads,
 /// one per direction.
@@ -186,9 +189,13 @@ fn pump(from: OwnedFd, to: OwnedFd) {
     let Ok((pipe_read, pipe_write)) = pipe2(OFlag::O_CLOEXEC) else {
         return;
     };
+    // A larger pipe moves more per system call (the default holds 64 KiB); the kernel
+    // may refuse the size, and the default still works.
+    let chunk = nix::fcntl::fcntl(pipe_write.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE))
+        .map_or(1 << 16, |size| size as usize);
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
     'copy: loop {
-        let mut left = match splice(from.as_fd(), None, pipe_write.as_fd(), None, 1 << 16, flags) {
+        let mut left = match splice(from.as_fd(), None, pipe_write.as_fd(), None, chunk, flags) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
