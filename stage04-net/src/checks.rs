@@ -42,7 +42,9 @@ pub fn can_run(config: &Config) -> Result<()> {
             (Mode::Host, _) => bail!(
                 "-p with --network host: the container's ports already are the host's; drop -p"
             ),
-            (Mode::Slirp4netns { .. }, PortDriver::Slirp4netns) | (_, PortDriver::Builtin) => {}
+            (Mode::Slirp4netns { .. }, PortDriver::Slirp4netns)
+            | (Mode::Pasta, PortDriver::Pasta)
+            | (_, PortDriver::Builtin) => {}
             (mode, driver) => bail!(
                 "--port-driver {driver} works only with --network {driver}, not {mode}; \
                  use --port-driver builtin"

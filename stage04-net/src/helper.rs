@@ -2,15 +2,37 @@
 //! runtime: found on the host's PATH, stopped and reaped on every path out.
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
+use anyhow::{Context, Result};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 /// The first executable `name` on the host's PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     stage03_userns::which(name)
+}
+
+/// A file for a helper's stderr: read when it fails, never a pipe that could fill up
+/// while nobody reads it.
+pub fn log_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))
+}
+
+/// What a helper said on stderr, in one line (its syslog complaints left out).
+pub fn said(log: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains("syslog"))
+        .collect();
+    if lines.is_empty() {
+        format!("{name} exited without a message")
+    } else {
+        lines.join("; ")
+    }
 }
 
 /// Waits up to `grace` for `child` to exit by itself (its pidfd becomes readable),

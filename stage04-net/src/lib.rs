@@ -14,6 +14,7 @@ pub mod helper;
 pub mod mode;
 pub mod netlink;
 pub mod network;
+pub mod pasta;
 pub mod ports;
 pub mod slirp;
 
@@ -38,6 +39,8 @@ pub enum PortDriver {
     Builtin,
     /// slirp4netns's API (`add_hostfwd`): its TCP/IP stack carries the connections.
     Slirp4netns,
+    /// pasta's own forwarding (`-t`, `-u`): socket to socket, spliced.
+    Pasta,
 }
 
 impl fmt::Display for PortDriver {
@@ -45,6 +48,7 @@ impl fmt::Display for PortDriver {
         f.write_str(match self {
             PortDriver::Builtin => "builtin",
             PortDriver::Slirp4netns => "slirp4netns",
+            PortDriver::Pasta => "pasta",
         })
     }
 }

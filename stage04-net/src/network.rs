@@ -18,6 +18,7 @@ use crate::etc::{self, ExtraHost};
 use crate::forward::{Forwarder, Target};
 use crate::mode::Mode;
 use crate::netlink::{LOOPBACK, Netlink};
+use crate::pasta::{self, Pasta};
 use crate::ports::Publish;
 use crate::slirp::{self, Slirp};
 use crate::{PortDriver, helper};
@@ -40,6 +41,7 @@ pub struct Network {
     /// The run's own directory: the /etc files, the API socket.
     dir: RunDir,
     slirp: Option<Slirp>,
+    pasta: Option<Pasta>,
     forwarder: Option<Forwarder>,
 }
 
@@ -60,6 +62,7 @@ impl Network {
             config,
             dir,
             slirp: None,
+            pasta: None,
             forwarder: None,
         }
     }
@@ -142,18 +145,30 @@ impl Layer for Network {
 
     // ANCHOR: net_parent
     fn parent(&mut self, cx: &mut Parent) -> Result<()> {
-        if let Mode::Slirp4netns {
-            allow_host_loopback,
-        } = self.config.mode
-        {
-            let binary = helper::which("slirp4netns").context("slirp4netns is not on PATH")?;
-            let api = self.dir.path().join("slirp4netns.sock");
-            self.slirp = Some(slirp::start(&binary, cx.pid, allow_host_loopback, &api)?);
+        let dir = self.dir.path();
+        match self.config.mode {
+            Mode::Slirp4netns {
+                allow_host_loopback,
+            } => {
+                let binary = helper::which("slirp4netns").context("slirp4netns is not on PATH")?;
+                self.slirp = Some(slirp::start(&binary, cx.pid, allow_host_loopback, dir)?);
+            }
+            Mode::Pasta => {
+                let binary = helper::which("pasta").context("pasta is not on PATH")?;
+                let ports = if self.config.driver == PortDriver::Pasta {
+                    self.config.publish.clone()
+                } else {
+                    Vec::new()
+                };
+                self.pasta = Some(pasta::start(&binary, cx.pid, &ports, dir)?);
+            }
+            _ => {}
         }
         if self.config.publish.is_empty() {
             return Ok(());
         }
         match (self.config.driver, &self.slirp) {
+            (PortDriver::Pasta, _) => {}
             (PortDriver::Slirp4netns, Some(slirp)) => {
                 for publish in &self.config.publish {
                     slirp.add_hostfwd(publish)?;
@@ -191,5 +206,6 @@ impl Layer for Network {
         // Ports first, then the network they lead to.
         self.forwarder = None;
         self.slirp = None;
+        self.pasta = None;
     }
 }

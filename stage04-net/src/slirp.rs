@@ -15,7 +15,7 @@
 //!  gateway 10.0.2.2, DNS 10.0.2.3 (both slirp4netns itself)
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -45,6 +45,8 @@ const READY_WITHIN: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Slirp {
     child: Child,
+    /// slirp4netns's stderr.
+    log: PathBuf,
     /// Our end of `--exit-fd`: slirp4netns exits as soon as it is closed, also when
     /// the runtime dies by SIGKILL.
     exit: Option<OwnedFd>,
@@ -54,7 +56,9 @@ pub struct Slirp {
 // ANCHOR: start_slirp
 /// Starts slirp4netns for the network namespace of `pid`, and returns once the
 /// network is configured (it writes `1` to its `--ready-fd`).
-pub fn start(binary: &Path, pid: Pid, allow_host_loopback: bool, api: &Path) -> Result<Slirp> {
+pub fn start(binary: &Path, pid: Pid, allow_host_loopback: bool, dir: &Path) -> Result<Slirp> {
+    let api = dir.join("slirp4netns.sock");
+    let log = dir.join("slirp4netns.log");
     let (ready_read, ready_write) = pipe2(OFlag::O_CLOEXEC).context("pipe for --ready-fd")?;
     let (exit_read, exit_write) = pipe2(OFlag::O_CLOEXEC).context("pipe for --exit-fd")?;
     let mut command = Command::new(binary);
@@ -70,7 +74,7 @@ pub fn start(binary: &Path, pid: Pid, allow_host_loopback: bool, api: &Path) -> 
         .arg("tap0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(helper::log_file(&log)?);
     let (ready, exit) = (ready_write.as_raw_fd(), exit_read.as_raw_fd());
     // SAFETY: dup2 is async-signal-safe; it runs between fork and exec.
     unsafe {
@@ -92,8 +96,9 @@ pub fn start(binary: &Path, pid: Pid, allow_host_loopback: bool, api: &Path) -> 
     );
     let mut slirp = Slirp {
         child,
+        log,
         exit: Some(exit_write),
-        api: api.to_path_buf(),
+        api,
     };
     slirp.wait_ready(&ready_read)?;
     Ok(slirp)
@@ -133,23 +138,13 @@ impl Slirp {
 
     /// What slirp4netns said on stderr (after it exited).
     fn stderr(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut text = String::new();
-        if let Some(stderr) = self.child.stderr.take() {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                text.push_str(line.trim());
-                text.push_str("; ");
-            }
-        }
-        let text = text.trim_end_matches("; ").to_owned();
+        helper::stop(&mut self.child, Duration::ZERO);
+        let text = helper::said(&self.log, "slirp4netns");
         if text.contains("/dev/net/tun") {
             format!(
                 "{text} (slirp4netns needs /dev/net/tun readable and writable by you: \
                  as root, chmod 0666 /dev/net/tun, as udev does on desktops)"
             )
-        } else if text.is_empty() {
-            "it exited without a message".to_owned()
         } else {
             text
         }
