@@ -50,6 +50,38 @@ fn private_dir(dir: &Path, uid: u32) -> Result<()> {
     Ok(())
 }
 
+/// A runtime process, told apart from a later one with the same PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// Its PID.
+    pub pid: u32,
+    /// When it started, in clock ticks after boot (`/proc/PID/stat`, field 22).
+    pub start_time: u64,
+}
+
+impl Owner {
+    /// This process.
+    pub fn current() -> Result<Self> {
+        let pid = std::process::id();
+        let start_time = start_time(pid).context("reading /proc/self/stat")?;
+        Ok(Self { pid, start_time })
+    }
+
+    /// Whether it still runs: the PID exists and started when this one did.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`. The second field, the command in parentheses, may
+/// itself hold spaces and parentheses: count from the last `)`.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_command) = stat.rsplit_once(')')?;
+    // After the command come field 3 (state), 4, ...: field 22 is the 20th.
+    after_command.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// A directory of one run's own, in the runtime directory; removed when dropped.
 #[derive(Debug)]
 pub struct RunDir {
@@ -57,9 +89,12 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// `<runtime dir>/<prefix>-<12 random hex digits>`, made mode 0700.
+    /// `<runtime dir>/<prefix>-<12 random hex digits>`, made mode 0700, with an
+    /// `owner` file naming this process. Directories of `prefix` that a runtime killed
+    /// by SIGKILL left behind (their owner is gone) are removed first.
     pub fn create(prefix: &str) -> Result<Self> {
         let base = runtime_dir()?;
+        remove_abandoned(&base, prefix);
         let mut random = [0u8; 6];
         fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut random))
@@ -70,7 +105,14 @@ impl RunDir {
             .mode(0o700)
             .create(&path)
             .with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { path })
+        let run = Self { path };
+        let owner = Owner::current()?;
+        fs::write(
+            run.path.join(OWNER),
+            format!("{} {}\n", owner.pid, owner.start_time),
+        )
+        .with_context(|| format!("writing {}", run.path.join(OWNER).display()))?;
+        Ok(run)
     }
 
     /// The directory.
@@ -84,6 +126,36 @@ impl RunDir {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
+    }
+}
+
+/// The file of a run directory that names the runtime it belongs to.
+const OWNER: &str = "owner";
+
+/// Removes the run directories of `prefix` in `base` whose runtime is gone.
+fn remove_abandoned(base: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(&format!("{prefix}-")) {
+            continue;
+        }
+        let owner = fs::read_to_string(entry.path().join(OWNER))
+            .ok()
+            .and_then(|text| {
+                let mut numbers = text.split_whitespace().map(str::parse::<u64>);
+                Some(Owner {
+                    pid: u32::try_from(numbers.next()?.ok()?).ok()?,
+                    start_time: numbers.next()?.ok()?,
+                })
+            });
+        // A directory without a readable owner is being made right now, or is not ours.
+        if owner.is_some_and(|owner| !owner.is_alive()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -48,37 +48,7 @@ pub const SLICES: u32 = 1024;
 /// Who holds which slice.
 pub const STATE: &str = "/run/keel/userns-slices";
 
-/// A runtime process, told apart from a later one with the same PID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owner {
-    /// Its PID.
-    pub pid: u32,
-    /// When it started, in clock ticks after boot (`/proc/PID/stat`, field 22).
-    pub start_time: u64,
-}
-
-impl Owner {
-    /// This process.
-    pub fn current() -> Result<Self> {
-        let pid = std::process::id();
-        let start_time = start_time(pid).context("reading /proc/self/stat")?;
-        Ok(Self { pid, start_time })
-    }
-
-    /// Whether it still runs: the PID exists and started when this one did.
-    pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
-    }
-}
-
-/// Field 22 of `/proc/PID/stat`. The second field, the command in parentheses, may
-/// itself hold spaces and parentheses: count from the last `)`.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, after_command) = stat.rsplit_once(')')?;
-    // After the command come field 3 (state), 4, ...: field 22 is the 20th.
-    after_command.split_whitespace().nth(19)?.parse().ok()
-}
+pub use common::state::Owner;
 
 /// The host ids of one container: [`SLICE`] uids and gids from these.
 #[derive(Debug, Clone, PartialEq, Eq)]
