@@ -33,7 +33,8 @@ pub fn tiocsti(text: &str) -> Value {
 /// for at most 5 seconds (it never reaps the orphan itself).
 pub fn orphan() -> Value {
     // `pipe` carries the orphan's PID to us; `release` lets it exit (end-of-file once
-    // its parent is gone).
+    // we have seen who adopted it: an orphan that exited sooner could be reaped, and
+    // its /proc entry gone, before we look).
     let (mut pipe, mut release) = ([0; 2], [0; 2]);
     // SAFETY: valid arrays of two ints.
     if unsafe { libc::pipe(pipe.as_mut_ptr()) != 0 || libc::pipe(release.as_mut_ptr()) != 0 } {
@@ -62,11 +63,8 @@ pub fn orphan() -> Value {
             libc::_exit(0);
         }
     }
-    // SAFETY: closing our copies of the write ends.
-    unsafe {
-        libc::close(pipe[1]);
-        libc::close(release[1]);
-    }
+    // SAFETY: closing our copy of the write end.
+    unsafe { libc::close(pipe[1]) };
     let mut pid = [0u8; 4];
     // SAFETY: a valid buffer of 4 bytes.
     unsafe { libc::read(pipe[0], pid.as_mut_ptr().cast(), pid.len()) };
@@ -92,6 +90,8 @@ pub fn orphan() -> Value {
                     .to_owned(),
             )
         });
+    // SAFETY: our write end of `release`: the orphan reads end-of-file and exits.
+    unsafe { libc::close(release[1]) };
     if pidfd >= 0 {
         let mut fds = [libc::pollfd {
             fd: pidfd,
