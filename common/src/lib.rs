@@ -5,7 +5,8 @@
 //! - [`cli`]: the command line every stage accepts, and its `main`;
 //! - [`explain`]: `--explain`, each step as it happens;
 //! - [`doctor`]: what the machine offers;
-//! - [`exit`]: docker's exit codes.
+//! - [`exit`]: docker's exit codes;
+//! - [`suggest`]: "did you mean `run`?".
 
 pub mod cli;
 pub mod doctor;
@@ -20,6 +21,7 @@ pub mod relay;
 pub mod runner;
 pub mod sealed;
 pub mod signals;
+pub mod suggest;
 pub mod sync;
 pub mod terminal;
 pub mod workdir;
