@@ -98,6 +98,13 @@ mod mount_proc {
     }
 
     #[test]
+    fn proc_is_mounted_nosuid_nodev_noexec() {
+        let stage = need!(stage01());
+        let _leaks = LeakCheck::start();
+        pid::proc_is_mounted_nosuid_nodev_noexec(&stage);
+    }
+
+    #[test]
     fn hosts_proc_is_unchanged_afterwards() {
         let stage = need!(stage01());
         let leaks = LeakCheck::start();
@@ -277,5 +284,31 @@ mod cli {
         let stage = need!(stage01());
         let _leaks = LeakCheck::start();
         lifecycle::background_processes_die_with_the_container(&stage);
+    }
+
+    #[test]
+    fn container_dies_when_the_runtime_is_killed() {
+        let stage = need!(stage01());
+        let _leaks = LeakCheck::start();
+        lifecycle::container_dies_when_the_runtime_is_killed(&stage, &[]);
+    }
+
+    #[test]
+    fn a_refused_run_leaves_no_child_behind() {
+        let stage = need!(stage01());
+        let _leaks = LeakCheck::start();
+        lifecycle::refused_run_leaves_no_child(
+            &stage,
+            Path::new(env!("CARGO_BIN_EXE_keel-subreaper")),
+            |stage| stage.run().args(["-w", "/nonexistent"]).cmd(["true"]),
+            cli_checks::RUNTIME_FAILED,
+        );
+    }
+
+    #[test]
+    fn misspelled_subcommand_exits_125_with_a_suggestion() {
+        let stage = need!(stage01());
+        let _leaks = LeakCheck::start();
+        cli_checks::misspelled_subcommand_exits_125_with_a_suggestion(&stage);
     }
 }

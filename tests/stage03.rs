@@ -679,6 +679,30 @@ mod rootless {
     }
 
     #[test]
+    fn masked_paths_are_covered_in_the_containers_mount_table() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        if pseudofs::masked_paths_are_covered(&stage) == 0 {
+            keel_graders::skip!("none of runc's masked paths exists on this kernel");
+        }
+    }
+
+    #[test]
+    fn dev_ptmx_allocates_terminals_in_the_containers_devpts() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        dev::ptmx_allocates_in_the_containers_devpts(&stage, None);
+    }
+
+    #[test]
+    fn an_ordinary_user_of_the_container_can_open_a_terminal() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        // nobody (65534) is one of the user's subordinate ids inside.
+        dev::ptmx_allocates_in_the_containers_devpts(&stage, Some(65534));
+    }
+
+    #[test]
     fn hostname_is_keel() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
@@ -840,6 +864,14 @@ mod cli {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
         lifecycle::container_dies_when_the_runtime_is_killed(&stage, &[]);
+    }
+
+    #[test]
+    fn misspelled_subcommand_exits_125_with_a_suggestion() {
+        let user = need!(users::with_ranges());
+        let stage = host_rootfs_as(user);
+        let _leaks = LeakCheck::start();
+        cli_checks::misspelled_subcommand_exits_125_with_a_suggestion(&stage);
     }
 
     #[test]
@@ -1534,6 +1566,103 @@ mod bad_input {
             &[("PATH", &path)],
             &["newuidmap", "refused by the graders"],
         );
+    }
+
+    /// Fake newuidmap and newgidmap, first on a PATH that the test returns, that
+    /// write their command lines to the returned log and refuse. The directory holds
+    /// them; keep it alive.
+    fn recording_helpers(user: &TestUser) -> (tempfile::TempDir, String, PathBuf) {
+        let dir = users::dir_owned_by(user.uid, user.gid, 0o755);
+        let log = dir.path().join("calls");
+        for helper in ["newuidmap", "newgidmap"] {
+            users::write_script(
+                &dir.path().join(helper),
+                &format!(
+                    "#!/bin/sh\necho \"{helper} $*\" >> {}\necho \"{helper}: refused by the \
+                     graders\" >&2\nexit 1\n",
+                    log.display()
+                ),
+            );
+        }
+        let path = format!("{}:/usr/bin:/bin", dir.path().display());
+        (dir, path, log)
+    }
+
+    #[test]
+    fn uidmap_outside_the_users_ranges_is_refused_before_any_helper_runs() {
+        let (user, stage) = need!(with_ranges());
+        let (_dir, path, log) = recording_helpers(user);
+        // The fakes are the helpers keel runs: a run that needs them calls them.
+        refused(&stage, &[], &[("PATH", &path)], &["refused by the graders"]);
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            calls.lines().any(|call| call.starts_with("newuidmap ")),
+            "the recording newuidmap should have been called: {calls:?}"
+        );
+        std::fs::remove_file(&log).expect("empty the log");
+        let beyond = user.subuid().last() + 1;
+        let options = maps(&[
+            ("--uidmap", format!("0:{}:1", user.uid)),
+            ("--uidmap", format!("1:{beyond}:10")),
+        ]);
+        let out = refused(&stage, &options, &[("PATH", &path)], &[&beyond.to_string()]);
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            calls.is_empty(),
+            "a map outside the user's ranges must be refused by keel itself, before any \
+             helper runs; these ran: {calls:?}\n{out}"
+        );
+    }
+
+    #[test]
+    fn a_failing_helper_leaves_no_child_behind() {
+        let (user, stage) = need!(with_ranges());
+        let (_dir, path, _log) = recording_helpers(user);
+        let subreaper = users::accessible_copy(Path::new(env!("CARGO_BIN_EXE_keel-subreaper")));
+        let _leaks = LeakCheck::start();
+        lifecycle::refused_run_leaves_no_child(
+            &stage,
+            &subreaper,
+            |stage| stage.run().env("PATH", &path).cmd(["true"]),
+            cli_checks::RUNTIME_FAILED,
+        );
+    }
+
+    /// Refused in `prepare`, before `clone`: `--explain` shows no clone.
+    fn refused_before_clone(stage: &Runtime, words: &[&str]) {
+        let out = refused(stage, &["--explain".to_owned()], &[], words);
+        assert!(
+            !out.stderr.contains("clone("),
+            "the rootfs should be refused in the parent, before clone\n{out}"
+        );
+    }
+
+    #[test]
+    fn rootfs_below_a_directory_the_user_may_not_enter_exits_125_before_clone() {
+        let (user, _) = need!(with_ranges());
+        let closed = users::dir_owned_by(0, 0, 0o700);
+        let rootfs = closed.path().join("rootfs");
+        std::fs::create_dir(&rootfs).expect("mkdir");
+        let stage = in_rootfs(&rootfs).as_user(user.run_as());
+        let blocker = closed.path().display().to_string();
+        refused_before_clone(&stage, &[&blocker, "permission denied", "mode 0700"]);
+    }
+
+    #[test]
+    fn rootfs_the_user_may_not_enter_exits_125_before_clone() {
+        let (user, _) = need!(with_ranges());
+        let rootfs = need!(users::private_rootfs(user));
+        nix::unistd::chown(
+            rootfs.path(),
+            Some(nix::unistd::Uid::from_raw(0)),
+            Some(nix::unistd::Gid::from_raw(0)),
+        )
+        .expect("chown the rootfs to root");
+        std::fs::set_permissions(rootfs.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod 0700 the rootfs");
+        let stage = in_rootfs(rootfs.path()).as_user(user.run_as());
+        let dir = rootfs.path().display().to_string();
+        refused_before_clone(&stage, &[&dir, "permission denied", "mode 0700", "chown"]);
     }
 
     #[test]

@@ -17,9 +17,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::doctor::Report;
 use crate::exec::DEFAULT_PATH;
-use crate::exit::{self, RUNTIME_FAILED};
+use crate::exit::{self, NOT_FOUND, RUNTIME_FAILED};
 use crate::explain;
 use crate::layer::{Layer, Process};
+use crate::suggest;
 
 /// A stage: its options, its layers and its checks.
 pub trait Stage {
@@ -101,10 +102,15 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let command = <Cli<S::Args> as clap::CommandFactory>::command()
         .name(S::NAME)
         .about(S::ABOUT);
-    let matches = match command.try_get_matches_from(args) {
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    let matches = match command.try_get_matches_from(&args) {
         Ok(matches) => matches,
         Err(err) => {
             let _ = err.print();
@@ -125,8 +131,18 @@ where
     };
     let code = match cli.command {
         Some(Command::Doctor) => doctor::<S>(),
-        Some(Command::Run(run)) => run_stage::<S>(run),
-        None => run_stage::<S>(cli.run),
+        Some(Command::Run(run)) => run_stage::<S>(run, None),
+        None => {
+            // The first word of the command line, if it is the command: a subcommand
+            // it is one letter away from is suggested if the container lacks it.
+            let first = args.get(1).and_then(|arg| arg.to_str());
+            let names: Vec<&str> = subcommands.iter().map(String::as_str).collect();
+            let meant = match cli.run.command.first() {
+                Some(word) if first == Some(word.as_str()) => suggest::misspelled(word, &names),
+                _ => None,
+            };
+            run_stage::<S>(cli.run, meant)
+        }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
@@ -147,7 +163,9 @@ fn doctor<S: Stage>() -> i32 {
     }
 }
 
-fn run_stage<S: Stage>(run: Run<S::Args>) -> i32 {
+/// Runs the container. `meant` is the subcommand the command's name may be a
+/// misspelling of (see [`suggest`]).
+fn run_stage<S: Stage>(run: Run<S::Args>, meant: Option<&str>) -> i32 {
     explain::enable(run.common.explain);
     // Before anything else: no fd of the caller's, and no way to the runtime's binary.
     let result = crate::fds::close_inherited()
@@ -159,10 +177,20 @@ fn run_stage<S: Stage>(run: Run<S::Args>) -> i32 {
         });
     match result {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("{}: {err:#}", S::NAME);
-            exit::code_of(&err)
-        }
+        Err(err) => match meant {
+            Some(meant) if exit::code_of(&err) == NOT_FOUND => {
+                eprintln!(
+                    "{}: {err:#}; did you mean `{meant}`? (with no subcommand, the first \
+                     word is the command to run in the container)",
+                    S::NAME
+                );
+                RUNTIME_FAILED
+            }
+            _ => {
+                eprintln!("{}: {err:#}", S::NAME);
+                exit::code_of(&err)
+            }
+        },
     }
 }
 

@@ -5,7 +5,8 @@
 //! - [`cli`]: the command line every stage accepts, and its `main`;
 //! - [`explain`]: `--explain`, each step as it happens;
 //! - [`doctor`]: what the machine offers;
-//! - [`exit`]: docker's exit codes.
+//! - [`exit`]: docker's exit codes;
+//! - [`suggest`]: "did you mean `run`?".
 
 pub mod cli;
 pub mod doctor;
@@ -21,6 +22,7 @@ pub mod runner;
 pub mod sealed;
 pub mod signals;
 pub mod state;
+pub mod suggest;
 pub mod sync;
 pub mod terminal;
 pub mod workdir;

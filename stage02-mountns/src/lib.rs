@@ -12,6 +12,7 @@ pub mod leftovers;
 pub mod masks;
 pub mod newmount;
 pub mod pivot;
+pub mod reach;
 pub mod rootfs;
 pub mod volumes;
 

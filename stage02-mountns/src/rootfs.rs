@@ -5,6 +5,7 @@
 //! user's volumes, and finally `pivot_root` into it.
 
 use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +20,7 @@ use crate::at::At;
 use crate::inroot::Root;
 use crate::leftovers::Leftovers;
 use crate::volumes::{self, Volume};
-use crate::{dev, host, masks, newmount, pivot};
+use crate::{dev, host, masks, newmount, pivot, reach};
 
 /// The directories of the rootfs the layer mounts on (created if missing).
 pub const MOUNT_POINTS: [&str; 4] = ["proc", "dev", "sys", "tmp"];
@@ -167,8 +168,8 @@ fn mount_sys(point: &At) -> Result<At> {
 // ANCHOR_END: mount_sys
 
 // ANCHOR: check_rootfs
-/// A rootfs must be a directory, and not the host's own root in disguise
-/// (`/tmp/..`, a symlink to `/`, a bind mount of it). Returns it opened.
+/// A rootfs must be a directory that the caller may enter, and not the host's own root
+/// in disguise (`/tmp/..`, a symlink to `/`, a bind mount of it). Returns it opened.
 fn check_rootfs(dir: &Path) -> Result<At> {
     if !dir.is_absolute() {
         bail!(
@@ -180,11 +181,20 @@ fn check_rootfs(dir: &Path) -> Result<At> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => bail!("--rootfs {}: not a directory", dir.display()),
-        Err(err) => bail!(
-            "--rootfs {}: {err}; give a directory that holds a root filesystem (e.g. one \
-             unpacked from an image, or made with busybox --install)",
+        Err(err) if err.kind() == ErrorKind::NotFound => bail!(
+            "--rootfs {}: no such directory; give one that holds a root filesystem, e.g. \
+             made from busybox as in the book's chapter 2, \"A root filesystem from \
+             busybox\" (mkdir -p ROOTFS/bin ROOTFS/etc; cp /bin/busybox ROOTFS/bin/; one \
+             symlink per applet), or omit --rootfs to borrow the host's programs",
             dir.display()
         ),
+        Err(err) if err.kind() == ErrorKind::PermissionDenied => return Err(reach::denied(dir)),
+        Err(err) => bail!("--rootfs {}: {err}", dir.display()),
+    }
+    // Mount points are opened in it: the caller must be able to enter it, or the run
+    // would fail later, inside the container.
+    if !reach::may_enter(dir) {
+        return Err(reach::denied(dir));
     }
     let canonical = fs::canonicalize(dir).with_context(|| format!("--rootfs {}", dir.display()))?;
     let opened = At::open_dir(dir)?;

@@ -201,6 +201,51 @@ pub struct OrphanReport {
     pub state: Option<String>,
 }
 
+/// What `keel-probe ptmx [UID]` reports: the terminal that opening `/dev/ptmx`
+/// allocated. Devices are `major:minor`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PtmxReport {
+    pub ok: bool,
+    pub error: Option<String>,
+    /// Its number (`TIOCGPTN`).
+    pub index: Option<u32>,
+    /// What `ptsname_r` says.
+    pub ptsname: Option<String>,
+    /// The filesystem of the slave opened from the master (`TIOCGPTPEER`).
+    pub peer_dev: Option<String>,
+    /// The slave's own device number.
+    pub peer_rdev: Option<String>,
+    /// The filesystem of `/dev/pts`.
+    pub pts_dev: Option<String>,
+    /// The device number of `/dev/pts/<index>`, if that file exists.
+    pub node_rdev: Option<String>,
+}
+
+/// What `keel-probe paths PATH...` reports.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PathsReport {
+    pub paths: Vec<SeenPath>,
+    pub mountinfo: Vec<String>,
+}
+
+/// One path, as the probe saw it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeenPath {
+    pub path: String,
+    pub exists: bool,
+    pub dir: bool,
+    /// A directory's number of entries.
+    pub entries: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl PathsReport {
+    /// The mounts the probe saw.
+    pub fn mounts(&self) -> Vec<Mount> {
+        mountinfo::parse_lines(&self.mountinfo)
+    }
+}
+
 /// What the probe reports, run without arguments in a container of `runtime`.
 pub fn report(runtime: &Runtime) -> ProbeReport {
     runtime.run().probe([] as [&str; 0]).output().json()

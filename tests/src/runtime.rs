@@ -141,6 +141,12 @@ impl Runtime {
         Invocation::new(self, args)
     }
 
+    /// The stage binary with only the arguments the test gives: no `run`, none of the
+    /// options every run gets. For what a user types first on the command line.
+    pub fn command_line(&self) -> Invocation {
+        Invocation::new(self, Vec::new())
+    }
+
     /// `stage doctor`.
     pub fn doctor(&self) -> Invocation {
         Invocation::new(self, vec![OsString::from("doctor")])
@@ -167,6 +173,7 @@ pub struct Invocation {
     inherited: Option<(RawFd, File)>,
     as_nobody: bool,
     umask: Option<u32>,
+    uts_hostname: Option<String>,
     timeout: Duration,
 }
 
@@ -181,6 +188,7 @@ impl Invocation {
             inherited: None,
             as_nobody: false,
             umask: None,
+            uts_hostname: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -262,6 +270,15 @@ impl Invocation {
         self
     }
 
+    /// Starts the runtime in a UTS namespace of the graders' own, whose hostname is
+    /// `hostname` (made as root, before the runtime becomes a test user): a runtime
+    /// that sets the container's hostname without a UTS namespace of its own renames
+    /// that one, which a test can see, and not the machine.
+    pub fn in_own_uts_namespace(mut self, hostname: &str) -> Self {
+        self.uts_hostname = Some(hostname.to_owned());
+        self
+    }
+
     /// Changes the deadline (default [`DEFAULT_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -336,6 +353,10 @@ impl Invocation {
             command.args(&argv);
             command
         };
+        if let Some(hostname) = &self.uts_hostname {
+            // Before become_user (pre_exec closures run in order): it needs root.
+            own_uts_namespace(&mut command, hostname);
+        }
         if let Some(user) = &self.runtime.user {
             command
                 .env_clear()
@@ -369,6 +390,23 @@ impl Invocation {
             held._file = Some(file);
         }
         (command, held)
+    }
+}
+
+/// Puts the new process in a new UTS namespace named `hostname`, between fork and exec.
+fn own_uts_namespace(command: &mut Command, hostname: &str) {
+    let name = hostname.as_bytes().to_vec();
+    // SAFETY: unshare and sethostname are system calls, async-signal-safe; `name` is
+    // moved into the closure and only read.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWUTS) != 0
+                || libc::sethostname(name.as_ptr().cast(), name.len()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -425,6 +463,9 @@ impl fmt::Display for Invocation {
         }
         if let Some(mask) = self.umask {
             write!(f, " (umask {mask:03o})")?;
+        }
+        if let Some(hostname) = &self.uts_hostname {
+            write!(f, " (in a UTS namespace named {hostname})")?;
         }
         Ok(())
     }

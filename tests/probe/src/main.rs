@@ -11,6 +11,8 @@
 //! keel-probe tiocsti TEXT    try to push TEXT into the input of the terminal on stdin
 //! keel-probe orphan          make an orphan, and see whether PID 1 reaps it
 //! keel-probe clear-pdeathsig MARKER   clear the parent-death signal, say so, wait forever
+//! keel-probe ptmx [UID]      open /dev/ptmx (as UID) and report where the terminal lives
+//! keel-probe paths PATH...   which of the paths exist (and dirs' entries), with mountinfo
 //! ```
 //!
 //! Everything is printed as one JSON object on stdout, for the graders to parse. The
@@ -21,6 +23,8 @@
 
 mod breakout;
 mod call;
+mod paths;
+mod ptmx;
 mod read;
 mod report;
 mod session;
@@ -41,11 +45,14 @@ fn main() -> ExitCode {
         ["tiocsti", text] => session::tiocsti(text),
         ["orphan"] => session::orphan(),
         ["clear-pdeathsig", _marker] => session::clear_pdeathsig(),
+        ["ptmx"] => ptmx::ptmx(None),
+        ["ptmx", uid] => ptmx::ptmx(Some(uid)),
+        ["paths", ref list @ ..] => paths::paths(list),
         _ => {
             eprintln!(
                 "usage: keel-probe [report | breakout MARKER | read PATH | setgroups | \
                  init-module | settime | mount SRC DST FSTYPE | tiocsti TEXT | orphan | \
-                 clear-pdeathsig MARKER]"
+                 clear-pdeathsig MARKER | ptmx [UID] | paths PATH...]"
             );
             return ExitCode::from(2);
         }

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use nix::unistd::Pid;
+
+use crate::leaks::Marker;
 use crate::probe::{self, host_namespaces};
 use crate::runtime::{Invocation, Output, Runtime};
 
@@ -61,14 +64,14 @@ pub fn unknown_option_exits_125(runtime: &Runtime) {
     out.expect_code(RUNTIME_FAILED);
 }
 
-/// With no `--hostname`, the container is called `keel`; `$HOSTNAME` says so too.
+/// With no `--hostname`, the container is called `keel`; `$HOSTNAME` says so too; and
+/// the runtime's own UTS namespace keeps its name.
 pub fn default_hostname_is_keel(runtime: &Runtime) {
-    let out = runtime.run().sh("uname -n; echo \"$HOSTNAME\"").output();
-    out.expect_success();
-    assert_eq!(
-        out.lines(),
-        [DEFAULT_HOSTNAME, DEFAULT_HOSTNAME],
-        "uname -n and $HOSTNAME should both be {DEFAULT_HOSTNAME}\n{out}"
+    let invocation = runtime.run().sh(&waiting("uname -n; echo \"$HOSTNAME\""));
+    expect_hostname_inside_only(
+        invocation,
+        &[DEFAULT_HOSTNAME, DEFAULT_HOSTNAME],
+        "uname -n and $HOSTNAME should both be the default hostname",
     );
 }
 
@@ -77,33 +80,72 @@ pub fn hostname_option_sets_the_hostname(runtime: &Runtime) {
     let invocation = runtime
         .run()
         .args(["--hostname", "graded-box"])
-        .cmd(["uname", "-n"]);
-    expect_hostname_inside_only(invocation, "graded-box", "uname -n inside");
+        .sh(&waiting("uname -n"));
+    expect_hostname_inside_only(invocation, &["graded-box"], "uname -n inside");
 }
 
 /// Container root may rename the container with `hostname`; the host keeps its name.
 pub fn hostname_command_renames_the_container_only(runtime: &Runtime) {
-    let invocation = runtime.run().sh("hostname renamed-inside && uname -n");
+    let invocation = runtime
+        .run()
+        .sh(&waiting("hostname renamed-inside && uname -n"));
     expect_hostname_inside_only(
         invocation,
-        "renamed-inside",
+        &["renamed-inside"],
         "container root may rename its own UTS namespace",
     );
 }
 
-/// Runs `invocation`, which prints the container's hostname: it must succeed and print
-/// `name` (`why` says why), and the host's hostname must not change.
-fn expect_hostname_inside_only(invocation: Invocation, name: &str, why: &str) {
+/// The hostname of the UTS namespace the graders start a runtime in: whatever the
+/// runtime renames outside a namespace of its own becomes visible, and the machine's
+/// hostname is never touched.
+const GUARD_HOSTNAME: &str = "keel-graders-uts";
+
+/// `script`, then a wait for stdin's end: the runtime stays alive while the test looks
+/// at its UTS namespace.
+fn waiting(script: &str) -> String {
+    format!("{script}; read -r line || true")
+}
+
+/// Runs `invocation` (a [`waiting`] script that prints `expected`, one per line) in a
+/// UTS namespace of the graders' own, and checks what it printed (`why` says why) and
+/// that neither that namespace, where the runtime runs, nor the machine was renamed.
+fn expect_hostname_inside_only(invocation: Invocation, expected: &[&str], why: &str) {
     let before = host_hostname();
-    let out = invocation.output();
+    let mut running = invocation.in_own_uts_namespace(GUARD_HOSTNAME).spawn();
+    let printed: Vec<String> = expected.iter().map(|_| running.read_line()).collect();
+    let runtimes = hostname_of(running.pid());
+    running.close_stdin();
+    let out = running.wait();
     out.expect_success();
-    assert_eq!(out.stdout.trim(), name, "{why}\n{out}");
+    assert_eq!(printed, expected, "{why}\n{out}");
+    assert_eq!(
+        runtimes, GUARD_HOSTNAME,
+        "the hostname of the UTS namespace the runtime runs in changed: sethostname must \
+         happen in the container's own UTS namespace (CLONE_NEWUTS), or it renames the \
+         host\n{out}"
+    );
     assert_eq!(
         host_hostname(),
         before,
         "the host's hostname changed: sethostname must happen in the container's own UTS \
          namespace"
     );
+}
+
+/// The hostname of the UTS namespace of process `pid`, read by a thread that joins
+/// that namespace (a thread's namespaces are its own; the test's stay as they are).
+pub fn hostname_of(pid: Pid) -> String {
+    let namespace = std::fs::File::open(format!("/proc/{pid}/ns/uts"))
+        .unwrap_or_else(|err| panic!("open /proc/{pid}/ns/uts: {err}"));
+    std::thread::spawn(move || {
+        nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWUTS)
+            .unwrap_or_else(|err| panic!("setns(/proc/{pid}/ns/uts): {err}"));
+        let name = nix::unistd::gethostname().expect("gethostname");
+        name.to_string_lossy().into_owned()
+    })
+    .join()
+    .expect("the thread that reads the hostname")
 }
 
 /// The UTS and IPC namespaces are the container's own.
@@ -229,6 +271,42 @@ pub fn expect_runtime_failure(runtime: &Runtime, out: &Output, words: &[&str]) {
             out.stderr.contains(word),
             "the error should name the problem ({word:?})\n{out}"
         );
+    }
+}
+
+/// A first word that is no command of the container but one letter from a
+/// subcommand (`rnu -- true`, `doctr`): the runtime's failure (125), with "did you
+/// mean". After `run` or `--` the word is the command, as with docker: 127, no guess.
+/// Nothing is left behind (the marker is on the runtime's command line).
+pub fn misspelled_subcommand_exits_125_with_a_suggestion(runtime: &Runtime) {
+    let marker = Marker::new();
+    for (line, meant) in [
+        (&["rnu", "--", "true"][..], "run"),
+        (&["doctr"][..], "doctor"),
+    ] {
+        let out = runtime
+            .command_line()
+            .args(line)
+            .arg(marker.token())
+            .output();
+        expect_runtime_failure(
+            runtime,
+            &out,
+            &[line[0], &format!("did you mean `{meant}`?")],
+        );
+        marker.assert_none_left();
+    }
+    for invocation in [
+        runtime.command_line().args(["run", "rnu", marker.token()]),
+        runtime.command_line().args(["--", "rnu", marker.token()]),
+    ] {
+        let out = invocation.output();
+        out.expect_code(NOT_FOUND);
+        assert!(
+            !out.stderr.contains("did you mean"),
+            "after `run` or `--`, the first word is the command: no guess\n{out}"
+        );
+        marker.assert_none_left();
     }
 }
 

@@ -2,6 +2,7 @@
 //! runtime had open gets in.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -10,7 +11,7 @@ use nix::unistd::Pid;
 use crate::leaks::Marker;
 use crate::probe::ProbeReport;
 use crate::running::wait_for_exit;
-use crate::runtime::Runtime;
+use crate::runtime::{Invocation, Output, Runtime};
 use crate::workspace;
 
 /// A signal sent to the runtime reaches the container: the container's shell traps it
@@ -127,4 +128,40 @@ pub fn container_dies_when_the_runtime_is_killed(runtime: &Runtime, options: &[S
          after any change of its uid or gid (setresuid/setresgid clear it)"
     );
     running.wait().expect_code(128 + Signal::SIGKILL as i32);
+}
+
+/// The orphans that `keel-subreaper` (see `tests/bin/subreaper.rs`) reports on the
+/// last line of stderr; panics if it reported nothing.
+pub fn orphans(out: &Output) -> Vec<serde_json::Value> {
+    let line = out
+        .stderr
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("keel-subreaper: "))
+        .unwrap_or_else(|| panic!("keel-subreaper did not report\n{out}"));
+    serde_json::from_str(line).unwrap_or_else(|err| panic!("keel-subreaper's report: {err}\n{out}"))
+}
+
+/// A run refused after `clone` (exit `code`: the child's setup failed, or a parent
+/// phase did) leaves no child of the runtime, alive or a zombie: the runtime kills and
+/// reaps it before it exits. Run under `subreaper` (the `keel-subreaper` binary), to
+/// which the kernel hands whatever the runtime left; a child left to init would be
+/// gone a moment later, and nothing else would show it.
+pub fn refused_run_leaves_no_child(
+    runtime: &Runtime,
+    subreaper: &Path,
+    invocation: impl FnOnce(&Runtime) -> Invocation,
+    code: i32,
+) {
+    let wrapped = runtime.clone().wrapped_in(subreaper, [] as [&str; 0]);
+    let out = invocation(&wrapped).output();
+    out.expect_code(code);
+    let left = orphans(&out);
+    assert!(
+        left.is_empty(),
+        "the runtime exited while a child of its own still existed: {}. After a \
+         failure, kill the child and reap it (waitpid) before exiting: a child left \
+         waiting, or a zombie, outlives the runtime\n{out}",
+        serde_json::Value::from(left.clone())
+    );
 }

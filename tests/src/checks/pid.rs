@@ -1,6 +1,7 @@
 //! The PID namespace, seen from inside: the container's first process is PID 1, and
 //! it sees only its own processes.
 
+use crate::mountinfo;
 use crate::probe::{self, host_namespaces};
 use crate::runtime::Runtime;
 
@@ -84,6 +85,24 @@ pub fn proc_self_status_says_pid_1(runtime: &Runtime) {
         ["1"],
         "NSpid lists the PID in every namespace that the /proc mount can see: more than one \
          means this /proc belongs to the host's PID namespace\n{out}"
+    );
+}
+
+/// The container's `/proc` is a proc of its own, mounted `nosuid,nodev,noexec` (as
+/// its mountinfo line says): nothing under /proc is a program, a device or setuid.
+pub fn proc_is_mounted_nosuid_nodev_noexec(runtime: &Runtime) {
+    let mounts = probe::report(runtime).mounts();
+    let proc = mountinfo::find(&mounts, "/proc").expect("the container has a /proc mount");
+    assert_eq!(proc.fs_type, "proc", "/proc: {}", proc.key());
+    let options: Vec<&str> = proc.options.split(',').collect();
+    let missing: Vec<&str> = ["nosuid", "nodev", "noexec"]
+        .into_iter()
+        .filter(|flag| !options.contains(flag))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "/proc is mounted without {missing:?}: mount it with MS_NOSUID|MS_NODEV|MS_NOEXEC\n{}",
+        proc.key()
     );
 }
 

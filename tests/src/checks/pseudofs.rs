@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::mountinfo;
-use crate::probe;
+use crate::probe::{self, PathsReport};
 use crate::runtime::Runtime;
 
 /// runc's masked files: a container reads nothing from them.
@@ -37,6 +37,66 @@ pub fn masked_files_read_empty(runtime: &Runtime, files: &[&str]) {
             "{file} should read empty (masked by binding /dev/null over it)\n{out}"
         );
     }
+}
+
+/// runc's masked paths (`maskedPaths` of `runc spec`), all of them: what a container
+/// must not see of the kernel's files.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Every path of [`MASKED_PATHS`] that exists in the container is covered, in the
+/// container's own mount table: a file by a bind of `/dev/null` (the same filesystem
+/// and root as the container's `/dev/null`), a directory by an empty, read-only tmpfs
+/// of its own. Judged from inside, so a path this host lacks tells nothing either way;
+/// returns how many paths were judged (the caller skips if none).
+pub fn masked_paths_are_covered(runtime: &Runtime) -> usize {
+    let report: PathsReport = runtime
+        .run()
+        .probe(std::iter::once("paths").chain(MASKED_PATHS))
+        .output()
+        .json();
+    let mounts = report.mounts();
+    let null = mountinfo::find(&mounts, "/dev/null").expect("the container has /dev/null");
+    let present: Vec<_> = report.paths.iter().filter(|p| p.exists).collect();
+    let bare: Vec<String> = present
+        .iter()
+        .filter_map(|seen| {
+            let cover = mountinfo::find(&mounts, &seen.path);
+            let covered = cover.is_some_and(|m| {
+                if seen.dir {
+                    m.fs_type == "tmpfs" && m.root == "/" && m.is_read_only()
+                } else {
+                    m.device == null.device && m.root == null.root
+                }
+            });
+            let empty = !seen.dir || seen.entries == Some(0);
+            (!covered || !empty).then(|| {
+                let what = cover.map_or("no mount of its own".to_owned(), |m| m.key());
+                match seen.entries {
+                    Some(n) => format!("{} (a directory of {n} entries): {what}", seen.path),
+                    None => format!("{}: {what}", seen.path),
+                }
+            })
+        })
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "masked paths that the container can see: cover each file with a bind of \
+         /dev/null and each directory with an empty read-only tmpfs\n{}",
+        bare.join("\n")
+    );
+    present.len()
 }
 
 /// `/sys` is a sysfs, mounted read-only.
