@@ -65,3 +65,35 @@ fn tun_usable() -> Result<()> {
     }
     Ok(())
 }
+
+/// The files stage 4 binds over must exist in the rootfs, or be creatable there: an
+/// empty file is made as a mount point (as runc does), which only works where the
+/// container's root may write. Images have them all; a rootfs made by hand may not.
+pub fn mount_points(rootfs: &std::path::Path) -> Result<()> {
+    let etc = rootfs.join("etc");
+    let missing: Vec<&str> = ["hosts", "hostname", "resolv.conf"]
+        .into_iter()
+        .filter(|name| std::fs::symlink_metadata(etc.join(name)).is_err())
+        .collect();
+    let writable = nix::unistd::access(&etc, AccessFlags::W_OK).is_ok()
+        || (!etc.exists() && nix::unistd::access(rootfs, AccessFlags::W_OK).is_ok());
+    if missing.is_empty() || writable {
+        return Ok(());
+    }
+    let files: Vec<String> = missing
+        .iter()
+        .map(|name| etc.join(name).display().to_string())
+        .collect();
+    bail!(
+        "--rootfs {}: the rootfs has no {}, and you may not create it there: the \
+         container's /etc/hosts, /etc/hostname and /etc/resolv.conf are bound over these \
+         files; as the rootfs's owner, `touch {}` (images have them)",
+        rootfs.display(),
+        missing
+            .iter()
+            .map(|n| format!("/etc/{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        files.join(" ")
+    )
+}

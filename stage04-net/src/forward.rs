@@ -272,6 +272,17 @@ impl Dialer {
             ForkResult::Child => {
                 drop(ours);
                 let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+                // The runtime's stdout and stderr are the caller's: a helper must not
+                // hold them open (a caller waiting for end-of-file would wait for it).
+                if let Ok(null) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                {
+                    let _ = nix::unistd::dup2_stdin(&null);
+                    let _ = nix::unistd::dup2_stdout(&null);
+                    let _ = nix::unistd::dup2_stderr(&null);
+                }
                 // Joining a user namespace we created gives us its capabilities, and
                 // with them the right to join its network namespace. Root, whose
                 // container may have no user namespace of its own, joins only the net.

@@ -104,6 +104,10 @@ impl Stage for Stage04 {
             dns: args.dns.clone(),
             add_hosts: args.add_host.clone(),
             hostname: args.stage03.stage02.stage01.hostname.clone(),
+            rootfs: match args.stage03.stage02.source() {
+                stage02_mountns::rootfs::Source::Dir(dir) => Some(dir),
+                stage02_mountns::rootfs::Source::Host => None,
+            },
         };
         // The network decides the container's /etc/hosts, /etc/hostname and
         // /etc/resolv.conf: written in a directory of the run's own and bound

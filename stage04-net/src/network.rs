@@ -32,6 +32,8 @@ pub struct Config {
     pub dns: Vec<IpAddr>,
     pub add_hosts: Vec<ExtraHost>,
     pub hostname: String,
+    /// The rootfs directory (`--rootfs DIR`), `None` for the host rootfs.
+    pub rootfs: Option<PathBuf>,
 }
 
 /// The network layer.
@@ -134,6 +136,9 @@ impl Layer for Network {
 
     fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
         crate::checks::can_run(&self.config)?;
+        if let Some(rootfs) = &self.config.rootfs {
+            crate::checks::mount_points(rootfs)?;
+        }
         if self.config.mode == Mode::Host {
             explain::step(
                 "no CLONE_NEWNET",

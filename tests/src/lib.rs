@@ -12,6 +12,8 @@
 //! - [`rootfs`]: a busybox root filesystem, built from the host's `busybox-static`;
 //! - [`leaks`]: the host's mount table must not change, and no process may be left;
 //! - [`mountinfo`]: reading `/proc/*/mountinfo`;
+//! - [`net`]: the container's network as the probe sees it, a server on the host's
+//!   loopback, free ports, processes a run left (stage04);
 //! - [`skip`]: skipping, loudly, what this machine cannot run;
 //! - [`terminal`]: running a stage on a pseudo-terminal, as from a keyboard;
 //! - [`users`]: the ordinary users the rootless graders (stage03) run as, created and
@@ -28,6 +30,7 @@ pub mod checks;
 pub mod groups;
 pub mod leaks;
 pub mod mountinfo;
+pub mod net;
 pub mod private_etc;
 pub mod probe;
 pub mod rootfs;

@@ -36,7 +36,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const PROBE: &str = "/bin/keel-probe";
 
 /// Change this when the layout changes, so that old fixtures are not reused.
-const LAYOUT_VERSION: &str = "1";
+const LAYOUT_VERSION: &str = "2";
 
 const DIRECTORIES: [&str; 10] = [
     "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root",
@@ -159,7 +159,15 @@ fn populate(root: &Path) -> Result<(), String> {
 
     let probe = root.join(PROBE.trim_start_matches('/'));
     std::fs::copy(probe::path(), &probe).map_err(|err| error(&probe, err))?;
-    for (file, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP)] {
+    // Like every image, /etc/hosts, /etc/hostname and /etc/resolv.conf exist (empty):
+    // stage 4 binds the container's own over them.
+    for (file, text) in [
+        ("etc/passwd", PASSWD),
+        ("etc/group", GROUP),
+        ("etc/hosts", ""),
+        ("etc/hostname", ""),
+        ("etc/resolv.conf", ""),
+    ] {
         let path = root.join(file);
         std::fs::write(&path, text).map_err(|err| error(&path, err))?;
     }

@@ -38,7 +38,9 @@ pub struct Running {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     read: Vec<String>,
-    stderr: Receiver<Vec<u8>>,
+    stderr: Receiver<String>,
+    /// The lines of stderr already read by the test.
+    read_stderr: Vec<String>,
     finished: bool,
     _held: Held,
 }
@@ -60,7 +62,8 @@ impl Running {
             stdin,
             lines: read_lines(stdout),
             read: Vec::new(),
-            stderr: read_all(stderr),
+            stderr: read_lines(stderr),
+            read_stderr: Vec::new(),
             finished: false,
             _held: held,
         }
@@ -110,6 +113,22 @@ impl Running {
             Err(RecvTimeoutError::Disconnected) => {
                 let output = self.finish();
                 panic!("stdout ended while a line was expected\n{output}")
+            }
+        }
+    }
+
+    /// The next line of stderr (the runtime's messages, such as the port it picked for
+    /// `-p ...:0:...`). Panics if none comes before the deadline, or if stderr ends.
+    pub fn read_stderr_line(&mut self) -> String {
+        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        match self.stderr.recv_timeout(timeout) {
+            Ok(line) => {
+                self.read_stderr.push(line.clone());
+                line
+            }
+            Err(_) => {
+                let output = self.finish();
+                panic!("no line on stderr while one was expected\n{output}")
             }
         }
     }
@@ -167,21 +186,35 @@ impl Running {
                 ),
             }
         }
-        let stderr = self
-            .stderr
-            .recv_timeout(grace.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| {
-                panic!(
+        let mut stderr = std::mem::take(&mut self.read_stderr);
+        loop {
+            match self
+                .stderr
+                .recv_timeout(grace.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => stderr.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!(
                     "{}: stderr is still open after the runtime exited: a process of the \
                      container outlived it",
                     self.description
-                )
-            });
+                ),
+            }
+        }
+        let mut stderr = stderr.join("\n");
+        if !stderr.is_empty() {
+            stderr.push('\n');
+        }
         let mut stdout = stdout.join("\n");
         if !stdout.is_empty() {
             stdout.push('\n');
         }
-        Output::new(self.description.clone(), status, stdout.as_bytes(), &stderr)
+        Output::new(
+            self.description.clone(),
+            status,
+            stdout.as_bytes(),
+            stderr.as_bytes(),
+        )
     }
 
     fn kill(&mut self) {
@@ -319,17 +352,6 @@ fn read_lines(stream: impl Read + Send + 'static) -> Receiver<String> {
             }
             line.clear();
         }
-    });
-    receiver
-}
-
-/// Reads all of `stream` from a thread; the result arrives on the channel at EOF.
-fn read_all(mut stream: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stream.read_to_end(&mut bytes);
-        let _ = sender.send(bytes);
     });
     receiver
 }

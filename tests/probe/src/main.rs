@@ -10,6 +10,8 @@
 //! keel-probe mount SRC DST FSTYPE   try a read-only mount
 //! keel-probe tiocsti TEXT    try to push TEXT into the input of the terminal on stdin
 //! keel-probe orphan          make an orphan, and see whether PID 1 reaps it
+//! keel-probe net             the links, whether they are up, their addresses, the gateway
+//! keel-probe udp-once PORT   bind UDP PORT, say so, print the first datagram
 //! keel-probe clear-pdeathsig MARKER   clear the parent-death signal, say so, wait forever
 //! keel-probe ptmx [UID]      open /dev/ptmx (as UID) and report where the terminal lives
 //! keel-probe paths PATH...   which of the paths exist (and dirs' entries), with mountinfo
@@ -23,6 +25,7 @@
 
 mod breakout;
 mod call;
+mod net;
 mod paths;
 mod ptmx;
 mod read;
@@ -44,6 +47,8 @@ fn main() -> ExitCode {
         ["mount", source, target, fstype] => call::mount(source, target, fstype),
         ["tiocsti", text] => session::tiocsti(text),
         ["orphan"] => session::orphan(),
+        ["net"] => net::net(),
+        ["udp-once", port] => net::udp_once(port),
         ["clear-pdeathsig", _marker] => session::clear_pdeathsig(),
         ["ptmx"] => ptmx::ptmx(None),
         ["ptmx", uid] => ptmx::ptmx(Some(uid)),
@@ -51,7 +56,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: keel-probe [report | breakout MARKER | read PATH | setgroups | \
-                 init-module | settime | mount SRC DST FSTYPE | tiocsti TEXT | orphan | \
+                 init-module | settime | mount SRC DST FSTYPE | tiocsti TEXT | orphan | net | udp-once PORT | \
                  clear-pdeathsig MARKER | ptmx [UID] | paths PATH...]"
             );
             return ExitCode::from(2);

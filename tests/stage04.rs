@@ -1,0 +1,752 @@
+//! Graders of stage 4 (`stage04-net`): stage 3 plus a network namespace, and the ways
+//! in and out of it.
+//!
+//! The graders run the stage as the ordinary user `keel-grader` (with subordinate ids;
+//! see `keel_graders::users`), in the busybox rootfs, with `XDG_RUNTIME_DIR` set to a
+//! directory of the test's own: everything a run keeps (its run directory, the
+//! sockets of slirp4netns, the PID file of pasta) lives there, and afterwards the
+//! test checks that nothing is left in it, that no process mentions it, and that the
+//! published port is free again. `/dev/net/tun` is made usable (mode 0666) as udev
+//! does on desktops; without root every grader here skips.
+//!
+//! All traffic stays on this machine: the host's loopback, or the container's own
+//! addresses.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keel_graders::net::{self, NetReport};
+use keel_graders::probe::{ProbeReport, host_namespaces};
+use keel_graders::rootfs;
+use keel_graders::running::wait_for_exit;
+use keel_graders::runtime::ProbeAt;
+use keel_graders::users::{self, TestUser};
+use keel_graders::{LeakCheck, Output, Runtime, Skip, need};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+const NAME: &str = "stage04-net";
+
+/// Exit code of a refused run.
+const RUNTIME_FAILED: i32 = 125;
+
+/// The twin binary, copied where the test users can execute it.
+fn binary() -> PathBuf {
+    users::accessible_copy(Path::new(env!("CARGO_BIN_EXE_keel-stage04")))
+}
+
+/// The stage as `user`, in the busybox rootfs, with a runtime directory of its own.
+struct Net {
+    stage: Runtime,
+    /// `XDG_RUNTIME_DIR` of the runs: the run directories are in `keel/` below it.
+    runtime_dir: tempfile::TempDir,
+}
+
+impl Net {
+    fn as_user(user: &TestUser) -> Result<Self, Skip> {
+        net::tun_usable()?;
+        let runtime_dir = users::dir_owned_by(user.uid, user.gid, 0o700);
+        let mut run_as = user.run_as();
+        run_as
+            .env
+            .push(("XDG_RUNTIME_DIR".into(), runtime_dir.path().into()));
+        let stage = Runtime::new(NAME, binary())
+            .with_options([Path::new("--rootfs"), users::accessible_busybox()?])
+            .with_probe_at(ProbeAt::Inside(rootfs::PROBE.into()))
+            .as_user(run_as);
+        Ok(Self { stage, runtime_dir })
+    }
+
+    /// The run directories left in the runtime directory.
+    fn run_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(self.runtime_dir.path().join("keel"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("net-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// No run directory, and no process (slirp4netns, pasta, a dialer) that names one.
+    fn assert_nothing_left(&self) {
+        let dirs = self.run_dirs();
+        assert!(dirs.is_empty(), "run directories left behind: {dirs:?}");
+        let path = self.runtime_dir.path().to_string_lossy().into_owned();
+        let left = net::processes_mentioning(&path);
+        assert!(left.is_empty(), "processes left behind: {left:?}");
+    }
+}
+
+/// The test user with subordinate ids, and its stage.
+fn rootless() -> Result<Net, Skip> {
+    Net::as_user(users::with_ranges()?)
+}
+
+/// `keel-probe net` in a container with `options`.
+fn net_report(stage: &Runtime, options: &[&str]) -> NetReport {
+    stage.run().args(options).probe(["net"]).output().json()
+}
+
+/// A directory the user can read, with `index.html` saying `body`: a volume for httpd
+/// (bound on `/root`, a directory the shared rootfs has).
+fn www(user: &TestUser, body: &str) -> tempfile::TempDir {
+    let dir = users::dir_owned_by(user.uid, user.gid, 0o755);
+    std::fs::write(dir.path().join("index.html"), body).expect("write index.html");
+    dir
+}
+
+/// Runs busybox httpd on port 80 in a container published on `127.0.0.1:port` with
+/// `options`, fetches `/` from the host, and returns the body.
+fn fetch_through(net: &Net, user: &TestUser, options: &[&str], port: u16) -> String {
+    let site = www(user, "served from the container\n");
+    let volume = format!("{}:/root:ro", site.path().display());
+    let publish = format!("127.0.0.1:{port}:80");
+    // httpd binds its port before it goes to the background: "ready" means listening.
+    let mut running = net
+        .stage
+        .run()
+        .args(options)
+        .args(["-v", &volume, "-p", &publish])
+        .sh("httpd -p 80 -h /root && echo ready && read line; exit 0")
+        .spawn();
+    assert_eq!(running.read_line(), "ready");
+    let body = net::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    running.close_stdin();
+    let out = running.wait();
+    out.expect_success();
+    body.unwrap_or_else(|err| panic!("{err}\n{out}"))
+}
+
+/// Exercise: bring `lo` up with an rtnetlink request. A new network namespace has one
+/// device, and it is down.
+mod link_up {
+    use super::*;
+
+    #[test]
+    fn only_lo_exists_and_it_is_up() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let report = net_report(&net.stage, &["--network", "none"]);
+        assert_eq!(report.names(), ["lo"], "{report:?}");
+        let lo = report.link("lo");
+        assert!(lo.up, "lo should be up: {report:?}");
+        assert!(
+            lo.addresses.iter().any(|a| a == "127.0.0.1/8"),
+            "{report:?}"
+        );
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn the_container_reaches_itself_on_loopback() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        // A server and a client, both inside: only a loopback that is up carries it.
+        let out = net
+            .stage
+            .run()
+            .args(["--network", "none"])
+            .sh("echo inside > /tmp/i; httpd -p 127.0.0.1:8080 -h /tmp && wget -q -O - http://127.0.0.1:8080/i")
+            .output();
+        out.expect_success();
+        assert_eq!(out.stdout, "inside\n", "{out}");
+    }
+
+    #[test]
+    fn the_network_namespace_is_the_containers_own() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let report: ProbeReport = net
+            .stage
+            .run()
+            .args(["--network", "none"])
+            .probe([] as [&str; 0])
+            .output()
+            .json();
+        assert_ne!(report.namespace("net"), host_namespaces()["net"]);
+    }
+
+    #[test]
+    fn explain_shows_the_netlink_request() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let out = net
+            .stage
+            .run()
+            .args(["--explain", "--network", "none"])
+            .cmd(["true"])
+            .output();
+        out.expect_success();
+        assert!(
+            out.stderr
+                .contains("netlink RTM_NEWLINK {index: 1, flags: IFF_UP}"),
+            "{out}"
+        );
+    }
+}
+
+/// Exercise: the command line of slirp4netns, and waiting until it is ready.
+mod slirp_command {
+    use super::*;
+
+    fn slirp() -> Result<Net, Skip> {
+        net::installed("slirp4netns", "slirp4netns")?;
+        rootless()
+    }
+
+    #[test]
+    fn tap0_has_slirps_address_and_route() {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let report = net_report(&net.stage, &["--network", "slirp4netns"]);
+        assert_eq!(report.names(), ["lo", "tap0"], "{report:?}");
+        let tap0 = report.link("tap0");
+        assert!(tap0.up, "{report:?}");
+        assert!(
+            tap0.addresses.iter().any(|a| a == "10.0.2.100/24"),
+            "{report:?}"
+        );
+        assert_eq!(report.gateway.as_deref(), Some("10.0.2.2"), "{report:?}");
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn the_host_loopback_is_reached_through_10_0_2_2_when_allowed() {
+        let net = need!(slirp());
+        let port = net::serve_on_host_loopback("from the host\n");
+        let _leaks = LeakCheck::start();
+        let out = net
+            .stage
+            .run()
+            .args(["--network", "slirp4netns:allow_host_loopback=true"])
+            .cmd(["wget", "-q", "-O", "-", &format!("http://10.0.2.2:{port}/")])
+            .output();
+        out.expect_success();
+        assert_eq!(out.stdout, "from the host\n", "{out}");
+    }
+
+    #[test]
+    fn the_host_loopback_is_out_of_reach_by_default() {
+        let net = need!(slirp());
+        let port = net::serve_on_host_loopback("from the host\n");
+        let _leaks = LeakCheck::start();
+        let out = net
+            .stage
+            .run()
+            .args(["--network", "slirp4netns"])
+            .cmd(["wget", "-q", "-O", "-", &format!("http://10.0.2.2:{port}/")])
+            .output();
+        assert_ne!(
+            out.code, 0,
+            "the host's 127.0.0.1 answered through 10.0.2.2\n{out}"
+        );
+        assert!(!out.stdout.contains("from the host"), "{out}");
+    }
+
+    #[test]
+    fn resolv_conf_names_slirps_dns() {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let out = net
+            .stage
+            .run()
+            .args(["--network", "slirp4netns"])
+            .cmd(["cat", "/etc/resolv.conf"])
+            .output();
+        out.expect_success();
+        assert!(out.lines().contains(&"nameserver 10.0.2.3"), "{out}");
+    }
+
+    #[test]
+    fn explain_shows_slirp4netns_and_its_readiness() {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let out = net
+            .stage
+            .run()
+            .args(["--explain", "--network", "slirp4netns"])
+            .cmd(["true"])
+            .output();
+        out.expect_success();
+        assert!(out.stderr.contains("slirp4netns --configure"), "{out}");
+        assert!(out.stderr.contains("read(ready-fd)"), "{out}");
+    }
+}
+
+/// Published ports, through each driver.
+mod ports {
+    use super::*;
+
+    #[test]
+    fn builtin_driver_serves_a_published_port() {
+        let user = need!(users::with_ranges());
+        let net = need!(Net::as_user(user));
+        need!(net::installed("slirp4netns", "slirp4netns"));
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let body = fetch_through(&net, user, &["--network", "slirp4netns"], port);
+        assert_eq!(body, "served from the container\n");
+        assert!(
+            !net::tcp_port_taken(port),
+            "port {port} is still taken after the run"
+        );
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn builtin_driver_serves_a_container_without_network() {
+        let user = need!(users::with_ranges());
+        let net = need!(Net::as_user(user));
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let body = fetch_through(&net, user, &["--network", "none"], port);
+        assert_eq!(body, "served from the container\n");
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn slirp4netns_driver_serves_a_published_port() {
+        let user = need!(users::with_ranges());
+        let net = need!(Net::as_user(user));
+        need!(net::installed("slirp4netns", "slirp4netns"));
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let options = ["--network", "slirp4netns", "--port-driver", "slirp4netns"];
+        let body = fetch_through(&net, user, &options, port);
+        assert_eq!(body, "served from the container\n");
+        assert!(
+            !net::tcp_port_taken(port),
+            "port {port} is still taken after the run"
+        );
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn pasta_driver_serves_a_published_port() {
+        let user = need!(users::with_ranges());
+        let net = need!(Net::as_user(user));
+        need!(net::installed("pasta", "passt"));
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let options = ["--network", "pasta", "--port-driver", "pasta"];
+        let body = fetch_through(&net, user, &options, port);
+        assert_eq!(body, "served from the container\n");
+        assert!(
+            !net::tcp_port_taken(port),
+            "port {port} is still taken after the run"
+        );
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn builtin_driver_with_pasta_serves_a_published_port() {
+        let user = need!(users::with_ranges());
+        let net = need!(Net::as_user(user));
+        need!(net::installed("pasta", "passt"));
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let body = fetch_through(&net, user, &["--network", "pasta"], port);
+        assert_eq!(body, "served from the container\n");
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn host_port_0_picks_a_free_port_and_says_which() {
+        let user = need!(users::with_ranges());
+        let net = need!(Net::as_user(user));
+        let site = www(user, "picked\n");
+        let _leaks = LeakCheck::start();
+        let volume = format!("{}:/root:ro", site.path().display());
+        let mut running = net
+            .stage
+            .run()
+            .args(["--network", "none", "-v", &volume, "-p", "127.0.0.1:0:80"])
+            .sh("httpd -p 80 -h /root && echo ready && read line; exit 0")
+            .spawn();
+        let said = running.read_stderr_line();
+        assert_eq!(running.read_line(), "ready");
+        let addr: SocketAddr = said
+            .strip_suffix(" -> 80/tcp")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("expected `127.0.0.1:PORT -> 80/tcp` on stderr, got {said:?}")
+            });
+        assert_ne!(addr.port(), 0);
+        let body = net::http_get(addr);
+        running.close_stdin();
+        running.wait().expect_success();
+        assert_eq!(body.as_deref(), Ok("picked\n"));
+    }
+
+    #[test]
+    fn builtin_driver_forwards_udp() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let mut running = net
+            .stage
+            .run()
+            .args([
+                "--network",
+                "none",
+                "-p",
+                &format!("127.0.0.1:{port}:5353/udp"),
+            ])
+            .probe(["udp-once", "5353"])
+            .spawn();
+        assert_eq!(running.read_line(), r#"{"listening":5353}"#);
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("a UDP socket");
+        socket
+            .send_to(b"datagram", SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+            .expect("send a datagram");
+        assert_eq!(running.read_line(), r#"{"received":"datagram"}"#);
+        running.wait().expect_success();
+        assert!(!net::udp_port_taken(port), "UDP port {port} is still taken");
+        net.assert_nothing_left();
+    }
+}
+
+/// /etc/hosts, /etc/hostname, /etc/resolv.conf: written by the runtime, bound
+/// read-only, never written into the rootfs.
+mod etc_files {
+    use super::*;
+
+    #[test]
+    fn hosts_name_the_container_and_the_extra_hosts() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let out = net
+            .stage
+            .run()
+            .args([
+                "--network",
+                "none",
+                "--hostname",
+                "web-1",
+                "--add-host",
+                "db:192.0.2.7",
+            ])
+            .sh("cat /etc/hosts /etc/hostname")
+            .output();
+        out.expect_success();
+        let lines = out.lines();
+        assert!(lines.contains(&"127.0.0.1\tlocalhost"), "{out}");
+        assert!(lines.iter().any(|l| l.ends_with("\tweb-1")), "{out}");
+        assert!(lines.contains(&"192.0.2.7\tdb"), "{out}");
+        assert_eq!(lines.last(), Some(&"web-1"), "{out}");
+    }
+
+    #[test]
+    fn dns_option_sets_the_name_servers() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let out = net
+            .stage
+            .run()
+            .args(["--network", "none", "--dns", "192.0.2.53"])
+            .cmd(["cat", "/etc/resolv.conf"])
+            .output();
+        out.expect_success();
+        assert!(out.lines().contains(&"nameserver 192.0.2.53"), "{out}");
+    }
+
+    #[test]
+    fn the_files_are_read_only() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let out = net
+            .stage
+            .run()
+            .args(["--network", "none"])
+            .sh("for f in hosts hostname resolv.conf; do echo x >> /etc/$f && echo wrote $f; done; true")
+            .output();
+        out.expect_success();
+        assert!(!out.stdout.contains("wrote"), "{out}");
+    }
+
+    #[test]
+    fn the_rootfs_files_are_left_as_they_were() {
+        let user = need!(users::with_ranges());
+        need!(net::tun_usable());
+        let rootfs = need!(users::private_rootfs(user));
+        let etc = rootfs.path().join("etc");
+        for name in ["hosts", "hostname", "resolv.conf"] {
+            std::fs::write(etc.join(name), format!("the rootfs's own {name}\n")).expect("write");
+        }
+        let runtime_dir = users::dir_owned_by(user.uid, user.gid, 0o700);
+        let mut run_as = user.run_as();
+        run_as
+            .env
+            .push(("XDG_RUNTIME_DIR".into(), runtime_dir.path().into()));
+        let stage = Runtime::new(NAME, binary())
+            .with_options([Path::new("--rootfs"), rootfs.path()])
+            .as_user(run_as);
+        let _leaks = LeakCheck::start();
+        let out = stage
+            .run()
+            .args(["--network", "none", "--hostname", "other"])
+            .cmd(["cat", "/etc/hostname"])
+            .output();
+        out.expect_success();
+        assert_eq!(out.stdout, "other\n", "{out}");
+        for name in ["hosts", "hostname", "resolv.conf"] {
+            assert_eq!(
+                std::fs::read_to_string(etc.join(name)).expect("read"),
+                format!("the rootfs's own {name}\n"),
+                "the rootfs's /etc/{name} was written"
+            );
+        }
+    }
+}
+
+/// Nothing is left after a run, however it ends.
+mod cleanup {
+    use super::*;
+
+    /// `--network slirp4netns` with a published port: both a helper and the forwarder.
+    fn options(port: u16) -> Vec<String> {
+        vec![
+            "--network".into(),
+            "slirp4netns".into(),
+            "-p".into(),
+            format!("127.0.0.1:{port}:80"),
+        ]
+    }
+
+    fn slirp() -> Result<Net, Skip> {
+        net::installed("slirp4netns", "slirp4netns")?;
+        rootless()
+    }
+
+    #[test]
+    fn after_an_exit() {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        net.stage
+            .run()
+            .args(options(port))
+            .cmd(["true"])
+            .output()
+            .expect_success();
+        assert!(!net::tcp_port_taken(port));
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn after_sigkill_of_the_container() {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let mut running = net
+            .stage
+            .run()
+            .args(options(port))
+            .sh("echo ready; read line")
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        nix::sys::signal::kill(running.container_pid(), Signal::SIGKILL).expect("kill");
+        running.wait().expect_code(128 + Signal::SIGKILL as i32);
+        assert!(!net::tcp_port_taken(port));
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn after_sigterm_of_the_runtime() {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let mut running = net
+            .stage
+            .run()
+            .args(options(port))
+            .sh("trap 'exit 3' TERM; echo ready; read line")
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        running.signal(Signal::SIGTERM);
+        running.wait().expect_code(3);
+        assert!(!net::tcp_port_taken(port));
+        net.assert_nothing_left();
+    }
+
+    /// SIGKILL leaves the runtime no time for cleanup: slirp4netns exits when the
+    /// runtime's end of its exit fd closes, the dialer dies of its parent-death signal,
+    /// the port goes with the runtime's sockets, and the next run removes the run
+    /// directory the killed one left.
+    #[test]
+    fn after_sigkill_of_the_runtime() {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let mut running = net
+            .stage
+            .run()
+            .args(options(port))
+            .sh("echo ready; read line")
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        let path = net.runtime_dir.path().to_string_lossy().into_owned();
+        let helpers = net::processes_mentioning(&path);
+        assert!(!helpers.is_empty(), "slirp4netns should be running");
+        running.signal(Signal::SIGKILL);
+        let _ = running.wait();
+        for (pid, cmdline) in helpers {
+            assert!(
+                wait_for_exit(Pid::from_raw(pid), Duration::from_secs(10)),
+                "{cmdline} outlived the runtime"
+            );
+        }
+        assert!(!net::tcp_port_taken(port));
+        assert_eq!(net.run_dirs().len(), 1, "the killed run's directory");
+        net.stage
+            .run()
+            .args(["--network", "none"])
+            .cmd(["true"])
+            .output()
+            .expect_success();
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn after_a_failed_start() {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = taken.local_addr().expect("address").port();
+        let out = net.stage.run().args(options(port)).cmd(["true"]).output();
+        out.expect_code(RUNTIME_FAILED);
+        assert!(out.stderr.contains(&format!("127.0.0.1:{port}")), "{out}");
+        assert!(
+            out.stderr.contains("taken"),
+            "the error should say the port is taken\n{out}"
+        );
+        net.assert_nothing_left();
+    }
+}
+
+/// Bad input: a clear error, exit 125, nothing left.
+mod bad_input {
+    use super::*;
+
+    fn refused(net: &Net, options: &[&str], says: &str) -> Output {
+        let out = net.stage.run().args(options).cmd(["true"]).output();
+        out.expect_code(RUNTIME_FAILED);
+        assert!(
+            out.stderr.contains(says),
+            "the error should say {says:?}\n{out}"
+        );
+        net.assert_nothing_left();
+        out
+    }
+
+    #[test]
+    fn a_malformed_publish() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        refused(&net, &["-p", "80"], "HOSTPORT:CTRPORT");
+        refused(&net, &["-p", "8080:0"], "container port");
+        refused(&net, &["-p", "8080:80/sctp"], "sctp");
+    }
+
+    #[test]
+    fn an_unknown_network() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        refused(&net, &["--network", "bridged"], "unknown mode");
+        refused(
+            &net,
+            &["--network", "slirp4netns:mtu=9000"],
+            "unknown option",
+        );
+    }
+
+    #[test]
+    fn bridge_as_a_user() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        refused(&net, &["--network", "bridge"], "only root");
+    }
+
+    #[test]
+    fn publish_with_the_hosts_network() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        refused(&net, &["--network", "host", "-p", "8080:80"], "drop -p");
+    }
+
+    #[test]
+    fn a_port_driver_of_another_network() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        refused(
+            &net,
+            &[
+                "--network",
+                "none",
+                "--port-driver",
+                "slirp4netns",
+                "-p",
+                "8080:80",
+            ],
+            "--port-driver builtin",
+        );
+    }
+
+    #[test]
+    fn slirp4netns_missing() {
+        let user = need!(users::with_ranges());
+        let mut net = need!(Net::as_user(user));
+        let mut run_as = net.stage.user().expect("a user").clone();
+        for (key, value) in &mut run_as.env {
+            if key == "PATH" {
+                *value = "/nonexistent".into();
+            }
+        }
+        net.stage = net.stage.clone().as_user(run_as);
+        let _leaks = LeakCheck::start();
+        refused(
+            &net,
+            &["--network", "slirp4netns"],
+            "apt-get install slirp4netns",
+        );
+    }
+}
+
+/// The host's network, shared.
+mod host_network {
+    use super::*;
+
+    #[test]
+    fn the_container_is_in_the_hosts_network_namespace() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let report: ProbeReport = net
+            .stage
+            .run()
+            .args(["--network", "host"])
+            .probe([] as [&str; 0])
+            .output()
+            .json();
+        assert_eq!(report.namespace("net"), host_namespaces()["net"]);
+    }
+}
+
+mod doctor {
+    use super::*;
+
+    #[test]
+    fn doctor_names_the_network_helpers() {
+        let net = need!(rootless());
+        let out = net.stage.doctor().output();
+        for what in ["net namespace", "slirp4netns", "pasta", "/dev/net/tun"] {
+            assert!(
+                out.stdout.contains(what),
+                "doctor should check {what}\n{out}"
+            );
+        }
+    }
+}
