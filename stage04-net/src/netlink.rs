@@ -90,11 +90,13 @@ impl Netlink {
     }
     // ANCHOR_END: request
 
-    // ANCHOR: link_up
     /// `ip link set dev INDEX up`: RTM_NEWLINK with IFF_UP in the flags and the mask.
     pub fn set_up(&mut self, index: u32) -> Result<()> {
+        // ANCHOR: link_up
+        // EXERCISE: send RTM_NEWLINK (RouteNetlinkMessage::SetLink of a LinkMessage) for the link `index`, with LinkFlags::Up in both its header's flags and its change_mask, through self.request; then explain the step with explain::step
         let mut link = LinkMessage::default();
         link.header.index = index;
+        // The mask says which flags the request changes; the flags, to what.
         link.header.flags = LinkFlags::Up;
         link.header.change_mask = LinkFlags::Up;
         self.request(RouteNetlinkMessage::SetLink(link), 0)
@@ -104,8 +106,8 @@ impl Netlink {
             "bring the link up (ip link set dev ... up)",
         );
         Ok(())
+        // ANCHOR_END: link_up
     }
-    // ANCHOR_END: link_up
 
     /// `ip link set dev INDEX name NAME`.
     pub fn rename(&mut self, index: u32, name: &str) -> Result<()> {

@@ -61,17 +61,8 @@ pub fn start(binary: &Path, pid: Pid, allow_host_loopback: bool, dir: &Path) -> 
     let log = dir.join("slirp4netns.log");
     let (ready_read, ready_write) = pipe2(OFlag::O_CLOEXEC).context("pipe for --ready-fd")?;
     let (exit_read, exit_write) = pipe2(OFlag::O_CLOEXEC).context("pipe for --exit-fd")?;
-    let mut command = Command::new(binary);
+    let mut command = command(binary, pid, allow_host_loopback, &api);
     command
-        .args(["--configure", &format!("--mtu={MTU}")])
-        .arg(format!("--api-socket={}", api.display()))
-        .args(["--ready-fd=3", "--exit-fd=4"]);
-    if !allow_host_loopback {
-        command.arg("--disable-host-loopback");
-    }
-    command
-        .arg(pid.as_raw().to_string())
-        .arg("tap0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(helper::log_file(&log)?);
@@ -104,6 +95,27 @@ pub fn start(binary: &Path, pid: Pid, allow_host_loopback: bool, dir: &Path) -> 
     Ok(slirp)
 }
 // ANCHOR_END: start_slirp
+
+/// slirp4netns's command line. The runtime puts the read end of the exit pipe on fd 4
+/// and the write end of the ready pipe on fd 3 before it starts it.
+fn command(binary: &Path, pid: Pid, allow_host_loopback: bool, api: &Path) -> Command {
+    // ANCHOR: slirp_command
+    // EXERCISE: build slirp4netns's command line: --configure, --mtu=65520 (MTU), --api-socket=API, --ready-fd=3, --exit-fd=4, and --disable-host-loopback unless allow_host_loopback; then the child's PID and the name of the TAP device, tap0
+    let mut command = Command::new(binary);
+    command
+        // Give tap0 10.0.2.100/24, bring it and lo up, route through 10.0.2.2.
+        .args(["--configure", &format!("--mtu={MTU}")])
+        .arg(format!("--api-socket={}", api.display()))
+        // Write "1" to fd 3 once all is up; exit when fd 4 is closed.
+        .args(["--ready-fd=3", "--exit-fd=4"]);
+    if !allow_host_loopback {
+        // 10.0.2.2 is slirp4netns itself; allowed, it leads to the host's 127.0.0.1.
+        command.arg("--disable-host-loopback");
+    }
+    command.arg(pid.as_raw().to_string()).arg("tap0");
+    command
+    // ANCHOR_END: slirp_command
+}
 
 impl Slirp {
     /// Waits for `1` on the ready pipe; end-of-file means slirp4netns died.

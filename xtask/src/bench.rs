@@ -142,11 +142,47 @@ const CONTENDERS: &[Contender] = &[
     },
 ];
 
+/// Stage 4's start-up (`cargo xtask bench net`): with no network, and with each
+/// rootless one, against stage 3's, as the same user. `{baseline}` marks the row the
+/// others are compared with.
+const NET_CONTENDERS: &[Contender] = &[
+    Contender {
+        name: "stage03-userns",
+        line: "{release}/stage03-userns run --rootfs {rootfs} -- /bin/true",
+        package: Some("stage03-userns"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage04 none",
+        line: "{release}/stage04-net run --rootfs {rootfs} --network none -- /bin/true",
+        package: Some("stage04-net"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage04 slirp4netns",
+        line: "{release}/stage04-net run --rootfs {rootfs} --network slirp4netns -- /bin/true",
+        package: Some("stage04-net"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage04 pasta",
+        line: "{release}/stage04-net run --rootfs {rootfs} --network pasta -- /bin/true",
+        package: Some("stage04-net"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "unshare -Ur",
+        line: "unshare -Urfp --mount-proc true",
+        package: None,
+        runs_as: As::User,
+    },
+];
+
 /// Where the commands find what they need.
 #[derive(Debug)]
-struct Places {
-    rootfs: PathBuf,
-    release: PathBuf,
+pub(crate) struct Places {
+    pub(crate) rootfs: PathBuf,
+    pub(crate) release: PathBuf,
     /// `/proc/self/fd/N` of a sealed memfd per release binary (by file name).
     sealed: Vec<(String, PathBuf)>,
     /// Bundle and state directory, for root and for the user.
@@ -206,103 +242,149 @@ struct Cost {
 
 /// Runs the comparison, `runs` times each.
 pub fn run(runs: usize) -> Result<()> {
-    if runs == 0 {
-        bail!("--runs must be at least 1");
-    }
-    let mut chosen = Vec::new();
-    for contender in CONTENDERS {
-        match contender.unavailable() {
-            Some(why) => println!("skipping {}: {why}", contender.name),
-            None => chosen.push(contender),
-        }
-    }
-    let mut packages: Vec<&str> = chosen.iter().filter_map(|c| c.package).collect();
-    packages.sort();
-    packages.dedup();
-    if !packages.is_empty() {
-        let mut build = workspace::cargo();
-        build
-            .current_dir(workspace::root())
-            .args(["build", "--release"]);
-        for package in &packages {
-            build.args(["--package", package]);
-        }
-        cmd::run(&mut build)?;
-    }
-    // Everything the ordinary user runs must be readable by it, wherever the
-    // workspace lives: copy the binaries and build the rootfs in a world-readable place.
-    if workspace::is_root() {
-        without_the_unified_cgroup()?;
-    }
-    let place = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
-    fs::set_permissions(place.path(), fs::Permissions::from_mode(0o755))?;
-    let rootfs = place.path().join("rootfs");
-    rootfs::busybox(&rootfs)?;
-    let release = place.path().join("bin");
-    fs::create_dir(&release)?;
-    let mut sealed = Vec::new();
-    let mut memfds = Vec::new();
-    for package in &packages {
-        let binary = release.join(package);
-        fs::copy(
-            workspace::target_dir().join("release").join(package),
-            &binary,
-        )?;
-        let memfd = sealed_copy(&binary)?;
-        sealed.push((
-            package.to_string(),
-            PathBuf::from(format!("/proc/self/fd/{}", memfd.as_raw_fd())),
-        ));
-        memfds.push(memfd);
-    }
-    let user = if chosen.iter().any(|c| c.runs_as == As::User) {
-        Some(BenchUser::create()?)
-    } else {
-        None
-    };
-    let ids = user.as_ref().map(|u| (u.uid, u.gid));
-    let places = Places {
-        bundles: [
-            place.path().join("bundle"),
-            place.path().join("bundle-user"),
-        ],
-        states: [place.path().join("state"), place.path().join("state-user")],
-        rootfs,
-        release,
-        sealed,
-    };
-    if chosen.iter().any(|c| c.line.contains("{bundle}")) {
-        prepare_bundles(&chosen, &places, ids)?;
-    }
-    let mut commands: Vec<Command> = chosen.iter().map(|c| c.command(&places, ids)).collect();
-    for (contender, command) in chosen.iter().zip(&commands) {
-        println!("{:<16} {}", contender.name, cmd::describe(command));
-    }
-    let mut costs: Vec<Vec<Cost>> = vec![Vec::with_capacity(runs); chosen.len()];
-    for round in 0..WARM_UP + runs {
-        for (command, costs) in commands.iter_mut().zip(&mut costs) {
-            let cost = measure(command)?;
-            if round >= WARM_UP {
-                costs.push(cost);
+    Setup::new(CONTENDERS, false)?.compare(runs, "unshare")
+}
+
+/// Stage 4's start-up against stage 3's, then the throughput of its port drivers
+/// (see [`crate::bench_net`]).
+pub fn run_net(runs: usize, mib: u64) -> Result<()> {
+    let setup = Setup::new(NET_CONTENDERS, true)?;
+    setup.compare(runs, "stage03-userns")?;
+    crate::bench_net::throughput(&setup, mib)
+}
+
+/// What a comparison runs in: the chosen commands, their places, the user.
+pub(crate) struct Setup {
+    chosen: Vec<&'static Contender>,
+    pub(crate) places: Places,
+    pub(crate) user: Option<BenchUser>,
+    _place: tempfile::TempDir,
+    _memfds: Vec<OwnedFd>,
+}
+
+impl Setup {
+    /// Builds what `contenders` need (with the static probe in the rootfs when
+    /// `probe`), copies it where the bench user can read it, and makes the user.
+    fn new(contenders: &'static [Contender], probe: bool) -> Result<Self> {
+        let mut chosen = Vec::new();
+        for contender in contenders {
+            match contender.unavailable() {
+                Some(why) => println!("skipping {}: {why}", contender.name),
+                None => chosen.push(contender),
             }
         }
-    }
-    for group in [As::Root, As::User] {
-        let (members, group_costs): (Vec<&Contender>, Vec<Vec<Cost>>) = chosen
-            .iter()
-            .zip(&costs)
-            .filter(|(c, _)| c.runs_as == group)
-            .map(|(c, costs)| (*c, costs.clone()))
-            .unzip();
-        if !members.is_empty() {
-            let who = match group {
-                As::Root => "as root".to_owned(),
-                As::User => format!("rootless, as the user {BENCH_USER}"),
-            };
-            report(&who, &members, &group_costs, runs);
+        let mut packages: Vec<&str> = chosen.iter().filter_map(|c| c.package).collect();
+        packages.sort();
+        packages.dedup();
+        if !packages.is_empty() {
+            let mut build = workspace::cargo();
+            build
+                .current_dir(workspace::root())
+                .args(["build", "--release"]);
+            for package in &packages {
+                build.args(["--package", package]);
+            }
+            cmd::run(&mut build)?;
         }
+        if workspace::is_root() {
+            without_the_unified_cgroup()?;
+        }
+        // Everything the ordinary user runs must be readable by it, wherever the
+        // workspace lives: copy the binaries and build the rootfs in a world-readable
+        // place.
+        let place = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
+        fs::set_permissions(place.path(), fs::Permissions::from_mode(0o755))?;
+        let rootfs = place.path().join("rootfs");
+        rootfs::busybox(&rootfs)?;
+        if probe {
+            fs::copy(crate::probe::build()?, rootfs.join("bin/keel-probe"))?;
+        }
+        let release = place.path().join("bin");
+        fs::create_dir(&release)?;
+        let mut sealed = Vec::new();
+        let mut memfds = Vec::new();
+        for package in &packages {
+            let binary = release.join(package);
+            fs::copy(
+                workspace::target_dir().join("release").join(package),
+                &binary,
+            )?;
+            let memfd = sealed_copy(&binary)?;
+            sealed.push((
+                package.to_string(),
+                PathBuf::from(format!("/proc/self/fd/{}", memfd.as_raw_fd())),
+            ));
+            memfds.push(memfd);
+        }
+        let user = if chosen.iter().any(|c| c.runs_as == As::User) {
+            Some(BenchUser::create()?)
+        } else {
+            None
+        };
+        let ids = user.as_ref().map(|u| (u.uid, u.gid));
+        let places = Places {
+            bundles: [
+                place.path().join("bundle"),
+                place.path().join("bundle-user"),
+            ],
+            states: [place.path().join("state"), place.path().join("state-user")],
+            rootfs,
+            release,
+            sealed,
+        };
+        if chosen.iter().any(|c| c.line.contains("{bundle}")) {
+            prepare_bundles(&chosen, &places, ids)?;
+        }
+        Ok(Self {
+            chosen,
+            places,
+            user,
+            _place: place,
+            _memfds: memfds,
+        })
     }
-    Ok(())
+
+    /// Runs every chosen command `runs` times, taking turns, and prints the tables,
+    /// each compared with its first row whose name starts with `baseline`.
+    fn compare(&self, runs: usize, baseline: &str) -> Result<()> {
+        if runs == 0 {
+            bail!("--runs must be at least 1");
+        }
+        let ids = self.user.as_ref().map(|u| (u.uid, u.gid));
+        let chosen = &self.chosen;
+        let mut commands: Vec<Command> = chosen
+            .iter()
+            .map(|c| c.command(&self.places, ids))
+            .collect();
+        for (contender, command) in chosen.iter().zip(&commands) {
+            println!("{:<18} {}", contender.name, cmd::describe(command));
+        }
+        let mut costs: Vec<Vec<Cost>> = vec![Vec::with_capacity(runs); chosen.len()];
+        for round in 0..WARM_UP + runs {
+            for (command, costs) in commands.iter_mut().zip(&mut costs) {
+                let cost = measure(command)?;
+                if round >= WARM_UP {
+                    costs.push(cost);
+                }
+            }
+        }
+        for group in [As::Root, As::User] {
+            let (members, group_costs): (Vec<&Contender>, Vec<Vec<Cost>>) = chosen
+                .iter()
+                .zip(&costs)
+                .filter(|(c, _)| c.runs_as == group)
+                .map(|(c, costs)| (*c, costs.clone()))
+                .unzip();
+            if !members.is_empty() {
+                let who = match group {
+                    As::Root => "as root".to_owned(),
+                    As::User => format!("rootless, as the user {BENCH_USER}"),
+                };
+                report(&who, &members, &group_costs, runs, baseline);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// crun 1.8 refuses this machine's hybrid cgroup layout (cgroup v1 controllers with an
@@ -359,9 +441,9 @@ fn sealed_copy(binary: &Path) -> Result<OwnedFd> {
 }
 
 /// The ordinary user of the rootless group, removed (with its subordinate ids) on drop.
-struct BenchUser {
-    uid: u32,
-    gid: u32,
+pub(crate) struct BenchUser {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 impl BenchUser {
@@ -421,7 +503,7 @@ fn children_cpu() -> Result<Duration> {
     Ok(tv(usage.user_time()) + tv(usage.system_time()))
 }
 
-fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize) {
+fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize, baseline: &str) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let sorted = |pick: fn(&Cost) -> Duration| -> Vec<Vec<Duration>> {
         costs
@@ -436,7 +518,7 @@ fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize) {
     let (walls, cpus) = (sorted(|c| c.wall), sorted(|c| c.cpu));
     let baseline = chosen
         .iter()
-        .position(|c| c.name.starts_with("unshare"))
+        .position(|c| c.name.starts_with(baseline))
         .map(|i| (chosen[i].name, ms(percentile(&walls[i], 50.0))));
     println!(
         "\n{who}: {runs} runs each, taking turns, after {WARM_UP} warm-up rounds; times in ms"

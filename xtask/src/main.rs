@@ -4,6 +4,7 @@
 //! and what CI runs is `cargo xtask test`, the same command a developer types.
 
 mod bench;
+mod bench_net;
 mod book;
 mod bundle;
 mod check;
@@ -14,6 +15,7 @@ mod exercises;
 mod grade;
 mod graders;
 mod libtest;
+mod probe;
 mod rootfs;
 mod setup;
 mod workspace;
@@ -56,12 +58,25 @@ enum Task {
     },
     /// Check the book's includes and build it with mdBook.
     Book,
-    /// Time starting a container against unshare and bwrap.
+    /// Time starting a container against unshare, bwrap, crun and runc; with `net`,
+    /// stage 4's start-up and the throughput of its port drivers.
     Bench {
+        /// What to measure: start-up (the default), or `net`.
+        what: Option<BenchWhat>,
         /// Measured runs of each command.
         #[arg(long, default_value_t = 50)]
         runs: usize,
+        /// With `net`: MiB moved each way per measurement.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
     },
+}
+
+/// The benchmarks besides start-up.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BenchWhat {
+    /// Stage 4: start-up with each network, and throughput through published ports.
+    Net,
 }
 
 fn run(task: Task) -> Result<ExitCode> {
@@ -75,7 +90,14 @@ fn run(task: Task) -> Result<ExitCode> {
         Task::Exercises { dir, .. } => copy::student(&dir.expect("clap requires DIR"))?,
         Task::Grade { stage } => return grade::run(stage.as_deref()),
         Task::Book => book::run()?,
-        Task::Bench { runs } => bench::run(runs)?,
+        Task::Bench {
+            what: None, runs, ..
+        } => bench::run(runs)?,
+        Task::Bench {
+            what: Some(BenchWhat::Net),
+            runs,
+            mib,
+        } => bench::run_net(runs, mib)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -48,5 +48,9 @@ pub fn busybox(dir: &Path) -> Result<()> {
     }
     fs::write(dir.join("etc/passwd"), PASSWD)?;
     fs::write(dir.join("etc/group"), GROUP)?;
+    // Like every image: stage 4 binds the container's own over these.
+    for name in ["hosts", "hostname", "resolv.conf"] {
+        fs::write(dir.join("etc").join(name), "")?;
+    }
     Ok(())
 }

@@ -110,3 +110,59 @@ pub fn udp_once(port: &str) -> Value {
         Err(err) => json!({ "error": err.to_string() }),
     }
 }
+
+/// `keel-probe sink PORT`: accepts one TCP connection on `0.0.0.0:PORT` (saying so
+/// first), reads it to the end with a large buffer, then writes the count back as 8
+/// bytes and closes: the far end of a throughput measurement into the container.
+pub fn sink(port: &str) -> Value {
+    use std::io::{Read, Write};
+    let Ok(port) = port.parse::<u16>() else {
+        return json!({ "error": "PORT is a number" });
+    };
+    let listener = match std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
+        Ok(listener) => listener,
+        Err(err) => return json!({ "error": err.to_string() }),
+    };
+    let _ = writeln!(std::io::stdout(), "{}", json!({ "listening": port }));
+    let _ = std::io::stdout().flush();
+    let Ok((mut client, _)) = listener.accept() else {
+        return json!({ "error": "accept" });
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total: u64 = 0;
+    while let Ok(n @ 1..) = client.read(&mut buf) {
+        total += n as u64;
+    }
+    let _ = client.write_all(&total.to_be_bytes());
+    json!({ "received": total })
+}
+
+/// `keel-probe source PORT MIB`: accepts one TCP connection on `0.0.0.0:PORT` (saying
+/// so first), writes MIB mebibytes of zeros to it, shuts its side down, and waits for
+/// the reader to close: the far end of a throughput measurement out of the container.
+/// (Exiting at once would end the container while the last bytes are still on their
+/// way through the port forwarder, which ends with it.)
+pub fn source(port: &str, mib: &str) -> Value {
+    use std::io::{Read, Write};
+    let (Ok(port), Ok(mib)) = (port.parse::<u16>(), mib.parse::<u64>()) else {
+        return json!({ "error": "PORT and MIB are numbers" });
+    };
+    let listener = match std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
+        Ok(listener) => listener,
+        Err(err) => return json!({ "error": err.to_string() }),
+    };
+    let _ = writeln!(std::io::stdout(), "{}", json!({ "listening": port }));
+    let _ = std::io::stdout().flush();
+    let Ok((mut client, _)) = listener.accept() else {
+        return json!({ "error": "accept" });
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        if client.write_all(&buf).is_err() {
+            break;
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    while let Ok(1..) = client.read(&mut buf) {}
+    json!({ "sent": mib << 20 })
+}
