@@ -191,8 +191,11 @@ fn pump(from: OwnedFd, to: OwnedFd) {
     };
     // A larger pipe moves more per system call (the default holds 64 KiB); the kernel
     // may refuse the size, and the default still works.
-    let chunk = nix::fcntl::fcntl(pipe_write.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE))
-        .map_or(1 << 16, |size| size as usize);
+    let chunk = nix::fcntl::fcntl(
+        pipe_write.as_fd(),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
+    )
+    .map_or(1 << 16, |size| size as usize);
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
     'copy: loop {
         let mut left = match splice(from.as_fd(), None, pipe_write.as_fd(), None, chunk, flags) {
