@@ -121,6 +121,10 @@ fn fetch_through(net: &Net, user: &TestUser, options: &[&str], port: u16) -> Str
     body.unwrap_or_else(|err| panic!("{err}\n{out}"))
 }
 
+// Graders kept in files of their own (tests/stage04/), one module each.
+#[path = "stage04/bridge.rs"]
+mod bridge;
+
 /// Exercise: bring `lo` up with an rtnetlink request. A new network namespace has one
 /// device, and it is down.
 mod link_up {

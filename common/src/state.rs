@@ -63,23 +63,31 @@ impl Owner {
     /// This process.
     pub fn current() -> Result<Self> {
         let pid = std::process::id();
-        let start_time = start_time(pid).context("reading /proc/self/stat")?;
+        let (_, start_time) = state_and_start_time(pid).context("reading /proc/self/stat")?;
         Ok(Self { pid, start_time })
     }
 
-    /// Whether it still runs: the PID exists and started when this one did.
+    /// Whether it still runs: the PID exists, started when this one did, and has not
+    /// exited. A zombie (state `Z`) has exited: only its parent has not collected its
+    /// status yet, and it will never give anything back.
     pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
+        matches!(
+            state_and_start_time(self.pid),
+            Some((state, start)) if start == self.start_time && !matches!(state, 'Z' | 'X')
+        )
     }
 }
 
-/// Field 22 of `/proc/PID/stat`. The second field, the command in parentheses, may
-/// itself hold spaces and parentheses: count from the last `)`.
-fn start_time(pid: u32) -> Option<u64> {
+/// Fields 3 (the state: `R`, `S`, `Z`, ...) and 22 (the start time) of
+/// `/proc/PID/stat`. The second field, the command in parentheses, may itself hold
+/// spaces and parentheses: count from the last `)`.
+fn state_and_start_time(pid: u32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, after_command) = stat.rsplit_once(')')?;
     // After the command come field 3 (state), 4, ...: field 22 is the 20th.
-    after_command.split_whitespace().nth(19)?.parse().ok()
+    let fields: Vec<&str> = after_command.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    Some((state, fields.get(19)?.parse().ok()?))
 }
 
 /// A directory of one run's own, in the runtime directory; removed when dropped.
@@ -162,5 +170,27 @@ fn remove_abandoned(base: &Path, prefix: &str) {
 impl Drop for RunDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        use nix::sys::wait::{Id, WaitPidFlag, waitid};
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let (_, start_time) = state_and_start_time(pid).unwrap();
+        // Wait until it has exited, but leave it unreaped (WNOWAIT): a zombie.
+        waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        )
+        .unwrap();
+        assert_eq!(state_and_start_time(pid).map(|(state, _)| state), Some('Z'));
+        assert!(!Owner { pid, start_time }.is_alive());
+        child.wait().unwrap();
     }
 }

@@ -37,6 +37,15 @@ pub fn can_run(config: &Config) -> Result<()> {
         }
         _ => {}
     }
+    if let Some(subnet) = config.subnet
+        && config.mode != Mode::Bridge
+    {
+        bail!(
+            "--subnet {subnet} is the network of --network bridge, not of --network {}: \
+             add --network bridge, or drop --subnet",
+            config.mode
+        );
+    }
     if !config.publish.is_empty() {
         match (config.mode, config.driver) {
             (Mode::Host, _) => bail!(

@@ -3,8 +3,11 @@
 use common::doctor::{self, Outcome, Report};
 use nix::unistd::AccessFlags;
 
+use crate::bridge::BRIDGE;
 use crate::checks::TUN;
 use crate::helper;
+use crate::leases::{Leases, choose_subnet};
+use crate::subnet;
 
 /// The checks of stage 4.
 pub fn check(report: &mut Report) {
@@ -37,4 +40,38 @@ pub fn check(report: &mut Report) {
         ))
     };
     report.check(TUN, outcome);
+    if doctor::is_root() {
+        report.check("--network bridge", bridge_outcome());
+    }
+}
+
+/// Root's bridge: the subnet a container started now would be on.
+fn bridge_outcome() -> Outcome {
+    let plan = || -> anyhow::Result<String> {
+        let live = Leases::system()?.peek()?;
+        let subnet = choose_subnet(None, &live, &subnet::host_routes()?)?;
+        Ok(if live.is_empty() {
+            format!(
+                "would use {subnet}: {BRIDGE} gets {}/{}, containers {} and up (the first \
+                 /24 from {} up that no route of the host covers; --subnet CIDR chooses \
+                 another)",
+                subnet.gateway(),
+                subnet.prefix(),
+                subnet
+                    .container_addresses()
+                    .next()
+                    .unwrap_or(subnet.gateway()),
+                subnet::FIRST_DEFAULT,
+            )
+        } else {
+            format!(
+                "{BRIDGE} serves {subnet} to {} running container(s); a new one joins it",
+                live.len()
+            )
+        })
+    };
+    match plan() {
+        Ok(text) => Outcome::Ok(text),
+        Err(err) => Outcome::Fail(format!("{err:#}")),
+    }
 }

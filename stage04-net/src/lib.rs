@@ -6,17 +6,20 @@
 //! container's traffic; as root, a veth pair joins it to a bridge, as docker does.
 //! Published ports (`-p`) lead from the host into the container.
 
+pub mod bridge;
 pub mod checks;
 pub mod doctor;
 pub mod etc;
 pub mod forward;
 pub mod helper;
+pub mod leases;
 pub mod mode;
 pub mod netlink;
 pub mod network;
 pub mod pasta;
 pub mod ports;
 pub mod slirp;
+pub mod subnet;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -31,6 +34,7 @@ use crate::etc::ExtraHost;
 use crate::mode::Mode;
 use crate::network::{Config, Network};
 use crate::ports::Publish;
+use crate::subnet::Subnet;
 
 /// How published ports reach the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,6 +66,9 @@ pub struct Args {
     /// none | slirp4netns[:allow_host_loopback=true] | pasta | bridge (root) | host (default: slirp4netns when installed, else none).
     #[arg(long, value_name = "MODE", help_heading = "Stage 4: a network")]
     pub network: Option<Mode>,
+    /// With --network bridge: the bridge's IPv4 network, e.g. 10.88.0.0/24 (default: the first /24 from 10.89.0.0/24 up that the host does not route).
+    #[arg(long, value_name = "CIDR", help_heading = "Stage 4: a network")]
+    pub subnet: Option<Subnet>,
     /// Publish a container port on the host: [IP:]HOSTPORT:CTRPORT[/tcp|/udp] (repeatable; HOSTPORT 0 picks one).
     #[arg(
         short = 'p',
@@ -99,6 +106,7 @@ impl Stage for Stage04 {
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
         let config = Config {
             mode: args.network.unwrap_or_else(default_mode),
+            subnet: args.subnet,
             publish: args.publish.clone(),
             driver: args.port_driver,
             dns: args.dns.clone(),

@@ -168,6 +168,32 @@ impl Netlink {
         );
         Ok(())
     }
+
+    // ANCHOR: configure_interface
+    /// What a container on a bridge runs, inside its own network namespace, for the
+    /// link `name` that the parent put there:
+    ///
+    /// ```text
+    /// ip addr add ADDRESS/PREFIX dev NAME
+    /// ip link set dev NAME up
+    /// ip route add default via GATEWAY
+    /// ```
+    ///
+    /// The order matters: the address gives the link a route to its own subnet, and
+    /// the default route needs that route to reach its gateway.
+    pub fn configure_interface(
+        &mut self,
+        name: &str,
+        address: IpAddr,
+        prefix: u8,
+        gateway: IpAddr,
+    ) -> Result<()> {
+        let index = index_of(name)?;
+        self.add_address(index, address, prefix)?;
+        self.set_up(index)?;
+        self.add_default_route(gateway)
+    }
+    // ANCHOR_END: configure_interface
 }
 
 fn family(address: IpAddr) -> AddressFamily {

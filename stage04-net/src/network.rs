@@ -4,7 +4,8 @@
 //! cannot even reach itself. Everything else comes from outside, because a rootless
 //! container may not make a link that leads anywhere: the parent (or a helper it
 //! starts) attaches the network while the child waits, then the child configures what
-//! is inside.
+//! is inside. As root, `--network bridge` plugs the container into a bridge on the host
+//! (see [`crate::bridge`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use common::state::RunDir;
 use common::{Child, Cleanup, Layer, Parent, Prepare, explain};
 use nix::sched::CloneFlags;
 
+use crate::bridge::Bridge;
 use crate::etc::{self, ExtraHost};
 use crate::forward::{Forwarder, Target};
 use crate::mode::Mode;
@@ -21,12 +23,15 @@ use crate::netlink::{LOOPBACK, Netlink};
 use crate::pasta::{self, Pasta};
 use crate::ports::Publish;
 use crate::slirp::{self, Slirp};
+use crate::subnet::Subnet;
 use crate::{PortDriver, helper};
 
 /// What the command line asked of the network.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
+    /// `--subnet`, for `--network bridge`.
+    pub subnet: Option<Subnet>,
     pub publish: Vec<Publish>,
     pub driver: PortDriver,
     pub dns: Vec<IpAddr>,
@@ -44,6 +49,8 @@ pub struct Network {
     dir: RunDir,
     slirp: Option<Slirp>,
     pasta: Option<Pasta>,
+    /// `--network bridge`: the container's lease and veth, from `prepare` on.
+    bridge: Option<Bridge>,
     forwarder: Option<Forwarder>,
 }
 
@@ -65,12 +72,18 @@ impl Network {
             dir,
             slirp: None,
             pasta: None,
+            bridge: None,
             forwarder: None,
         }
     }
 
     /// The container's own address, for /etc/hosts.
     fn address(&self) -> IpAddr {
+        // On the bridge: the leased address, which the host and the other containers
+        // reach it by.
+        if let Some(address) = self.bridge.as_ref().and_then(Bridge::address) {
+            return IpAddr::V4(address);
+        }
         match self.config.mode {
             Mode::Slirp4netns { .. } => slirp::ADDRESS
                 .parse()
@@ -86,6 +99,11 @@ impl Network {
         }
         match self.config.mode {
             Mode::Slirp4netns { .. } => slirp::DNS.parse().into_iter().collect(),
+            // The host's name servers, but not a resolver on the host's loopback
+            // (systemd-resolved's 127.0.0.53): a container's 127.0.0.1 is its own
+            // `lo`. On the bridge, a server that is not the host itself is reached
+            // through the gateway, where the host passes the packets on only if it
+            // forwards (and masquerades) for the bridge's subnet.
             _ => etc::reachable_servers(host),
         }
     }
@@ -145,11 +163,19 @@ impl Layer for Network {
                 "--network host: the container shares the host's network; nothing of it is isolated",
             );
         }
+        if self.config.mode == Mode::Bridge {
+            // Before clone: the child configures this address itself, and /etc/hosts
+            // names it.
+            self.bridge = Some(Bridge::lease(self.config.subnet, self.dir.id())?);
+        }
         self.write_etc()
     }
 
     // ANCHOR: net_parent
     fn parent(&mut self, cx: &mut Parent) -> Result<()> {
+        if let Some(bridge) = &mut self.bridge {
+            bridge.attach(cx.pid)?;
+        }
         let dir = self.dir.path();
         match self.config.mode {
             Mode::Slirp4netns {
@@ -180,7 +206,13 @@ impl Layer for Network {
                 }
             }
             (PortDriver::Builtin, _) => {
-                let forwarder = Forwarder::start(&self.config.publish, Target::Namespace(cx.pid))?;
+                // On the bridge the host reaches the container's address through keel0;
+                // otherwise a dialer inside its namespace connects to its 127.0.0.1.
+                let target = match self.bridge.as_ref().and_then(Bridge::address) {
+                    Some(address) => Target::Address(IpAddr::V4(address)),
+                    None => Target::Namespace(cx.pid),
+                };
+                let forwarder = Forwarder::start(&self.config.publish, target)?;
                 for (publish, bound) in forwarder.bound() {
                     if publish.host_port == 0 {
                         eprintln!("{} -> {}/{}", bound, publish.container_port, publish.proto);
@@ -203,6 +235,9 @@ impl Layer for Network {
             // The only device of a new network namespace, and it starts down.
             Netlink::open()?.set_up(LOOPBACK)?;
         }
+        if let Some(bridge) = &self.bridge {
+            bridge.configure_inside()?;
+        }
         Ok(())
     }
     // ANCHOR_END: net_child
@@ -212,5 +247,8 @@ impl Layer for Network {
         self.forwarder = None;
         self.slirp = None;
         self.pasta = None;
+        if let Some(bridge) = &mut self.bridge {
+            bridge.detach();
+        }
     }
 }
