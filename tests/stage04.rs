@@ -472,6 +472,32 @@ mod etc_files {
         assert!(!out.stdout.contains("wrote"), "{out}");
     }
 
+    /// Under root's `--userns auto`, container root is another host uid: it must still
+    /// reach the files the runtime wrote for it.
+    #[test]
+    fn root_with_userns_auto_reads_its_files() {
+        need!(users::require_root());
+        let busybox = need!(rootfs::busybox());
+        let stage = Runtime::new(NAME, env!("CARGO_BIN_EXE_keel-stage04"))
+            .with_options([Path::new("--rootfs"), busybox]);
+        let _subid = users::KeelRangeGuard::acquire();
+        let _leaks = LeakCheck::start();
+        let out = stage
+            .run()
+            .args([
+                "--userns",
+                "auto",
+                "--network",
+                "none",
+                "--hostname",
+                "auto-1",
+            ])
+            .sh("cat /etc/hostname; id -u")
+            .output();
+        out.expect_success();
+        assert_eq!(out.stdout, "auto-1\n0\n", "{out}");
+    }
+
     #[test]
     fn the_rootfs_files_are_left_as_they_were() {
         let user = need!(users::with_ranges());

@@ -31,10 +31,12 @@ pub fn runtime_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Makes `dir` (mode 0700) if missing, and checks that it is a directory of `uid`'s that
-/// no one else may write.
+/// Makes `dir` if missing, and checks that it is a directory of `uid`'s that no one else
+/// may write. Others may pass through it (mode 0711) but not list it: a container's
+/// root under root's `--userns auto` is another host uid, and must reach the files a
+/// run shares with it by name (its /etc files), and nothing else.
 fn private_dir(dir: &Path, uid: u32) -> Result<()> {
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
+    match fs::DirBuilder::new().mode(0o711).create(dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(err) => return Err(err).with_context(|| format!("creating {}", dir.display())),
@@ -46,6 +48,10 @@ fn private_dir(dir: &Path, uid: u32) -> Result<()> {
              remove it, or set XDG_RUNTIME_DIR to a directory of yours",
             dir.display()
         );
+    }
+    if meta.permissions().mode() & 0o111 != 0o111 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("chmod 0711 {}", dir.display()))?;
     }
     Ok(())
 }
@@ -97,7 +103,7 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// `<runtime dir>/<prefix>-<12 random hex digits>`, made mode 0700, with an
+    /// `<runtime dir>/<prefix>-<12 random hex digits>`, made mode 0711, with an
     /// `owner` file naming this process. Directories of `prefix` that a runtime killed
     /// by SIGKILL left behind (their owner is gone) are removed first.
     pub fn create(prefix: &str) -> Result<Self> {
@@ -110,7 +116,7 @@ impl RunDir {
         let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
         let path = base.join(format!("{prefix}-{id}"));
         fs::DirBuilder::new()
-            .mode(0o700)
+            .mode(0o711)
             .create(&path)
             .with_context(|| format!("creating {}", path.display()))?;
         let run = Self { path };

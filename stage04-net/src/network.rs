@@ -55,12 +55,15 @@ pub struct Network {
 }
 
 /// The files of the container's /etc that the network decides, as (path in the run
-/// directory, path in the container).
+/// directory, path in the container). They are in `etc/`, mode 0755, the only part of
+/// the run directory that the container's root (another uid with root's `--userns
+/// auto`) must be able to read.
 pub fn etc_files(dir: &RunDir) -> [(PathBuf, &'static str); 3] {
+    let etc = dir.path().join("etc");
     [
-        (dir.path().join("hosts"), "/etc/hosts"),
-        (dir.path().join("hostname"), "/etc/hostname"),
-        (dir.path().join("resolv.conf"), "/etc/resolv.conf"),
+        (etc.join("hosts"), "/etc/hosts"),
+        (etc.join("hostname"), "/etc/hostname"),
+        (etc.join("resolv.conf"), "/etc/resolv.conf"),
     ]
 }
 
@@ -113,6 +116,9 @@ impl Network {
     /// the rootfs layer binds them read-only over the container's.
     fn write_etc(&self) -> Result<()> {
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let etc = self.dir.path().join("etc");
+        std::fs::create_dir(&etc).with_context(|| format!("creating {}", etc.display()))?;
+        std::fs::set_permissions(&etc, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let [hosts, hostname, resolv] = etc_files(&self.dir);
         let texts = [
             (
