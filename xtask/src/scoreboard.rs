@@ -265,7 +265,8 @@ fn note(status: &Status, exercise: Option<&Exercise>, stage: &str) -> String {
             failing,
             blocked_by,
         } => {
-            let mut note = format!("{} fail, e.g. {}", failing.len(), failing[0]);
+            let example = failing.first().map(String::as_str).unwrap_or_default();
+            let mut note = format!("{} fail, e.g. {example}", failing.len());
             if !blocked_by.is_empty() {
                 let _ = write!(note, "; others wait for {}", shown_ids(blocked_by, stage));
             }
@@ -314,7 +315,7 @@ fn next(stages: &[Stage], all: &[Exercise]) -> Option<String> {
             match status {
                 Status::Todo => return exercise.map(todo),
                 Status::Blocked(ids) => {
-                    let first = &ids[0];
+                    let first = ids.first()?;
                     return Some(find(first).map_or_else(|| format!("next: {first}"), todo));
                 }
                 Status::Failing { failing, .. } => {
@@ -323,7 +324,7 @@ fn next(stages: &[Stage], all: &[Exercise]) -> Option<String> {
                         None => format!("the other graders of {}", stage.name),
                     };
                     let module = match module {
-                        "" => failing[0].as_str(),
+                        "" => failing.first().map(String::as_str).unwrap_or_default(),
                         module => &format!("{module}::"),
                     };
                     return Some(format!(
