@@ -257,6 +257,10 @@ fn note(status: &Status, exercise: Option<&Exercise>, stage: &str) -> String {
             Some(exercise) => format!("todo!() at {}", exercise.place()),
             None => "a todo!() is left".into(),
         },
+        Status::Blocked(ids) if exercise.is_some_and(|e| !e.is_stub()) => format!(
+            "written; its graders stop at the todo!() of {} first: do that next",
+            shown_ids(ids, stage)
+        ),
         Status::Blocked(ids) => format!(
             "blocked: do {} first (its todo!() stops these graders)",
             shown_ids(ids, stage)
@@ -436,15 +440,18 @@ mod tests {
 
     use crate::libtest::Skip;
 
+    /// An exercise as a fresh student copy has it: its body is the stub.
     fn exercise(stage: &str, name: &str, line: usize) -> Exercise {
-        Exercise {
+        let mut exercise = Exercise {
             stage: stage.into(),
             name: name.into(),
             hint: format!("the hint of {name}"),
             file: "stage01-pidns/src/pid.rs".into(),
             line,
             body: String::new(),
-        }
+        };
+        exercise.body = format!("        {}\n", exercise.stub());
+        exercise
     }
 
     fn test(name: &str, outcome: Outcome) -> TestLine {
@@ -569,6 +576,27 @@ the compiler gave 21 warnings, not shown (the code a todo!() leaves unused is ex
 stage01: 1/2 exercises done, 3/6 graders pass (1 skipped)
 ";
         assert_eq!(board, expected);
+    }
+
+    #[test]
+    fn a_written_exercise_that_is_blocked_says_it_waits() {
+        let report = report(&[
+            ("clone_flags::a", Failed, &["stage01/mount_proc"]),
+            ("mount_proc::b", Failed, &["stage01/mount_proc"]),
+        ]);
+        let mut clone_flags = exercise("stage01", "clone_flags", 25);
+        clone_flags.body = "        CloneFlags::CLONE_NEWPID\n".into();
+        let all = vec![clone_flags, exercise("stage01", "mount_proc", 62)];
+        let stage = Stage::grade("stage01", None, all.clone(), &report, None);
+        let board = render(&[stage], &all, 0);
+        assert!(
+            board.contains(
+                "clone_flags             0/1  written; its graders stop at the todo!() of \
+                 mount_proc first: do that next"
+            ),
+            "{board}"
+        );
+        assert!(board.contains("next: stage01/mount_proc"), "{board}");
     }
 
     #[test]
