@@ -46,10 +46,11 @@ pub fn run() -> Result<()> {
             lines.join("\n  ")
         );
     }
+    let solved = exercises.iter().filter(|e| !e.is_stub()).count();
     println!(
-        "student book written to {}: no page shows the solution of any of the {} exercises",
+        "student book written to {}: no page shows the solution of any of the {solved} \
+         exercises solved here",
         dest.join("index.html").display(),
-        exercises.len()
     );
     Ok(())
 }
