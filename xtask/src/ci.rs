@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::libtest::{self, Counts, SKIP_LOG_VAR};
-use crate::{book, check, cmd, setup, workspace};
+use crate::{book, check, cmd, setup, student_book, workspace};
 
 /// A step: its name, and what it does.
 type Step = (&'static str, fn() -> Result<()>);
@@ -28,6 +28,7 @@ const STEPS: &[Step] = &[
     ("cargo test --workspace", tests),
     ("exercises --check", exercises),
     ("book", book::run),
+    ("book --student", student_book::run),
 ];
 
 pub fn run() -> ExitCode {

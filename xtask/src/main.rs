@@ -14,8 +14,13 @@ mod exercises;
 mod grade;
 mod graders;
 mod libtest;
+mod order;
+mod repo;
 mod rootfs;
+mod scoreboard;
 mod setup;
+mod student_book;
+mod todos;
 mod workspace;
 
 use std::path::PathBuf;
@@ -39,8 +44,9 @@ struct Cli {
 enum Task {
     /// Run every check CI runs: setup, fmt, clippy, tests, exercises, book.
     Test,
-    /// Write a student copy of the workspace (exercises stripped) into DIR, or with
-    /// --check prove that the graders catch every stripped exercise.
+    /// Write a student copy of the workspace (exercises stripped, a git repository of
+    /// its own) into DIR, or with --check prove that the graders catch every stripped
+    /// exercise.
     Exercises {
         /// An empty or new directory outside the workspace.
         #[arg(required_unless_present = "check", conflicts_with = "check")]
@@ -54,8 +60,13 @@ enum Task {
         /// One stage, e.g. stage01 (default: every stage).
         stage: Option<String>,
     },
-    /// Check the book's includes and build it with mdBook.
-    Book,
+    /// Check the book's includes and build it with mdBook into book/build.
+    Book {
+        /// Build the students' book instead, into book/build-student: every exercise
+        /// shows its hint and todo!(), none its solution.
+        #[arg(long)]
+        student: bool,
+    },
     /// Time starting a container against unshare and bwrap.
     Bench {
         /// Measured runs of each command.
@@ -74,7 +85,8 @@ fn run(task: Task) -> Result<ExitCode> {
         }
         Task::Exercises { dir, .. } => copy::student(&dir.expect("clap requires DIR"))?,
         Task::Grade { stage } => return grade::run(stage.as_deref()),
-        Task::Book => book::run()?,
+        Task::Book { student: false } => book::run()?,
+        Task::Book { student: true } => student_book::run()?,
         Task::Bench { runs } => bench::run(runs)?,
     }
     Ok(ExitCode::SUCCESS)
