@@ -133,9 +133,8 @@ pub fn blocks(markdown: &str) -> Result<Vec<Block>> {
                     }
                     None => Directive::default(),
                 };
-                let body: Vec<(usize, String)> = (i + 1..end)
-                    .map(|j| (j + 1, lines[j].to_owned()))
-                    .collect();
+                let body: Vec<(usize, String)> =
+                    (i + 1..end).map(|j| (j + 1, lines[j].to_owned())).collect();
                 let steps = steps(&body, &directive)
                     .with_context(|| format!("the block at line {}", i + 1))?;
                 blocks.push(Block {
@@ -181,7 +180,10 @@ fn directive(text: &str) -> Result<Directive> {
     let mut d = Directive::default();
     // `skip` is the whole comment: its reason may say anything.
     if let Some(reason) = text.trim().strip_prefix("skip") {
-        let reason = reason.trim_start_matches(':').split_whitespace().collect::<Vec<_>>();
+        let reason = reason
+            .trim_start_matches(':')
+            .split_whitespace()
+            .collect::<Vec<_>>();
         if reason.is_empty() {
             bail!("`skip` needs a reason");
         }
@@ -249,8 +251,11 @@ fn prompt_of(line: &str) -> Option<(char, &str)> {
 fn typed_by(command: &str) -> Option<String> {
     let (_, comment) = command.rsplit_once("# as ")?;
     let name = comment.trim();
-    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| name.to_owned())
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| name.to_owned())
 }
 
 fn steps(lines: &[(usize, String)], directive: &Directive) -> Result<Vec<Step>> {

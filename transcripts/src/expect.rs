@@ -44,7 +44,10 @@ pub enum Atom {
     Spaces(usize),
     /// The spaces a line starts with: exact, or any number on a lenient line.
     Indent(usize),
-    Hole { shape: Shape, var: Option<String> },
+    Hole {
+        shape: Shape,
+        var: Option<String>,
+    },
 }
 
 /// One line the book shows.
@@ -77,7 +80,10 @@ fn is_word_char(c: char) -> bool {
 fn token_at(text: &str, at: usize, token: &str) -> bool {
     text[at..].starts_with(token)
         && !text[..at].chars().next_back().is_some_and(is_word_char)
-        && !text[at + token.len()..].chars().next().is_some_and(is_word_char)
+        && !text[at + token.len()..]
+            .chars()
+            .next()
+            .is_some_and(is_word_char)
 }
 
 const MONTHS: [&str; 12] = [
@@ -190,7 +196,11 @@ impl Line {
         Line::Text {
             atoms,
             holes: has_holes,
-            shown: if rest_of_line { format!("{text} ...") } else { text },
+            shown: if rest_of_line {
+                format!("{text} ...")
+            } else {
+                text
+            },
         }
     }
 
@@ -395,7 +405,13 @@ mod tests {
         let expected = book(&["# echo hi", "hi"], &Holes::default());
         assert!(compare(&expected, &terminal(&["# echo hi", "hi"])).is_ok());
         let err = compare(&expected, &terminal(&["# echo hi", "ho"])).unwrap_err();
-        assert_eq!(err, Mismatch { expected: 1, actual: 1 });
+        assert_eq!(
+            err,
+            Mismatch {
+                expected: 1,
+                actual: 1
+            }
+        );
         assert!(compare(&expected, &terminal(&["# echo hi", "hi", "more"])).is_err());
         assert!(compare(&expected, &terminal(&["# echo hi"])).is_err());
     }

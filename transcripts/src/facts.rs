@@ -89,7 +89,11 @@ impl Facts {
         if let Some(u) = user(WITH_RANGE) {
             facts.point(u.uid.as_raw().into(), BOOK_UID_WITH);
             facts.point(u.gid.as_raw().into(), BOOK_UID_WITH);
-            owners.push((WITH_RANGE.to_owned(), u.uid.as_raw().to_string(), BOOK_RANGE_START));
+            owners.push((
+                WITH_RANGE.to_owned(),
+                u.uid.as_raw().to_string(),
+                BOOK_RANGE_START,
+            ));
         }
         if let Some(u) = user(WITHOUT_RANGE) {
             facts.point(u.uid.as_raw().into(), BOOK_UID_WITHOUT);
@@ -118,7 +122,10 @@ impl Facts {
             }
         }
         // The range keel suggests to a user without one: the first free in both files.
-        facts.ranges.push((first_free(&all), RANGE, first_free(&book)));
+        // It comes last (see `book_number`).
+        facts
+            .ranges
+            .push((first_free(&all), RANGE, first_free(&book)));
         facts.hostname = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -136,15 +143,42 @@ impl Facts {
         self.points.insert(here, book);
     }
 
-    /// The book's number for `n`, if it is one of the facts.
+    /// The book's number for `n`, if it is one of the facts. Of a range, only the ids
+    /// from its start up to two slices past it are written as the book's, and just
+    /// past its end (a bound of a half-open range): a large number (keel's range holds
+    /// 67108864 ids) may fall inside one by chance, and stay what it is.
     fn book_number(&self, n: u64) -> Option<u64> {
         if let Some(&book) = self.points.get(&n) {
             return Some(book);
         }
-        self.ranges
-            .iter()
-            .find(|&&(start, len, _)| n >= start && n <= start + len)
+        let near =
+            |&&(start, len, _): &&(u64, u64, u64)| n >= start && n < start + len.min(2 * RANGE + 1);
+        let just_past =
+            |&&(start, len, _): &&(u64, u64, u64)| n >= start + len && n <= start + len + 1;
+        let (free, ranges) = self.ranges.split_last()?;
+        std::iter::once(free)
+            .chain(ranges)
+            .find(near)
+            .or_else(|| ranges.iter().find(just_past))
             .map(|&(start, _, book)| book + (n - start))
+    }
+
+    /// What the facts are, for a report.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .points
+            .iter()
+            .map(|(here, book)| format!("{here} is {book}"))
+            .collect();
+        parts.extend(
+            self.ranges
+                .iter()
+                .map(|(start, len, book)| format!("{start}+{len} is {book}+")),
+        );
+        if let Some(host) = &self.hostname {
+            parts.push(format!("{host} is vm"));
+        }
+        parts.join(", ")
     }
 
     /// `line` with this machine's numbers (and hostname) written as the book's, and
@@ -154,7 +188,10 @@ impl Facts {
         let mut changed = false;
         let mut rest = line;
         while let Some(c) = rest.chars().next() {
-            let boundary = !out.chars().next_back().is_some_and(|p| p.is_ascii_alphanumeric());
+            let boundary = !out
+                .chars()
+                .next_back()
+                .is_some_and(|p| p.is_ascii_alphanumeric());
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if boundary && digits > 0 {
                 let token = &rest[..digits];
@@ -201,7 +238,9 @@ mod tests {
         f.point(1005, BOOK_UID_WITH);
         f.point(1006, BOOK_UID_WITHOUT);
         f.ranges.push((231_072, RANGE, BOOK_RANGE_START));
-        f.ranges.push((296_608, RANGE, 165_536));
+        f.ranges.push((296_608, KEEL_RANGE, 165_536));
+        f.ranges
+            .push((296_608 + KEEL_RANGE, RANGE, 165_536 + KEEL_RANGE));
         f.hostname = Some("ci-7".into());
         f
     }
@@ -213,10 +252,22 @@ mod tests {
             f.to_book("uid=1005(keeltry) 0 1005 1, 1 231072 65536"),
             ("uid=1001(keeltry) 0 1001 1, 1 100000 65536".into(), true)
         );
-        assert_eq!(f.to_book("[1-65537) -> [231072-296609)").0, "[1-65537) -> [100000-165537)");
+        assert_eq!(
+            f.to_book("[1-65537) -> [231072-296609)").0,
+            "[1-65537) -> [100000-165537)"
+        );
         assert_eq!(f.to_book("on ci-7 and ci-70").0, "on vm and ci-70");
         // Not inside words or longer numbers.
-        assert_eq!(f.to_book("x1005 10050 65536"), ("x1005 10050 65536".into(), false));
+        assert_eq!(
+            f.to_book("x1005 10050 65536"),
+            ("x1005 10050 65536".into(), false)
+        );
+        // keel's range, its second slice, the range after it; not a count inside it.
+        assert_eq!(
+            f.to_book("keel:296608:67108864 0 362144 65536 67405472-67471007")
+                .0,
+            "keel:165536:67108864 0 231072 65536 67274400-67339935"
+        );
     }
 
     #[test]

@@ -96,7 +96,8 @@ impl Machine {
             let kept = work.join("kept").join(stage);
             let had = path.exists();
             if had {
-                std::fs::copy(&path, &kept).with_context(|| format!("keeping {}", path.display()))?;
+                std::fs::copy(&path, &kept)
+                    .with_context(|| format!("keeping {}", path.display()))?;
             }
             installed.push((path, had.then_some(kept)));
         }
@@ -110,7 +111,10 @@ impl Machine {
         machine.enter_namespace()?;
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-            bail!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
+            bail!(
+                "PR_SET_CHILD_SUBREAPER: {}",
+                std::io::Error::last_os_error()
+            );
         }
         Ok(machine)
     }
@@ -123,10 +127,22 @@ impl Machine {
         }
         unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
         // Nothing mounted here may reach the host's mount namespace.
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-            .context("making / private")?;
-        mount(Some(&self.work.join("tmp")), "/tmp", None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .context("binding a directory of our own on /tmp")?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .context("making / private")?;
+        mount(
+            Some(&self.work.join("tmp")),
+            "/tmp",
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .context("binding a directory of our own on /tmp")?;
         Ok(())
     }
 
@@ -174,7 +190,9 @@ impl Machine {
         let mut problems = Vec::new();
         for name in [WITH_RANGE, WITHOUT_RANGE] {
             if nix::unistd::User::from_name(name).ok().flatten().is_some() {
-                let out = Command::new("userdel").args(["--remove", "--force", name]).output();
+                let out = Command::new("userdel")
+                    .args(["--remove", "--force", name])
+                    .output();
                 match out {
                     Ok(out) if out.status.success() => {}
                     Ok(out) => problems.push(format!(
@@ -185,8 +203,14 @@ impl Machine {
                 }
             }
         }
-        if nix::unistd::Group::from_name(GROUP).ok().flatten().is_some()
-            && !Command::new("groupdel").arg(GROUP).status().is_ok_and(|s| s.success())
+        if nix::unistd::Group::from_name(GROUP)
+            .ok()
+            .flatten()
+            .is_some()
+            && !Command::new("groupdel")
+                .arg(GROUP)
+                .status()
+                .is_ok_and(|s| s.success())
         {
             problems.push(format!("groupdel {GROUP} failed"));
         }
@@ -250,7 +274,10 @@ fn processes() -> Vec<Process> {
                 ppid: field("PPid:").parse().ok()?,
                 uid: field("Uid:").split_whitespace().next()?.parse().ok()?,
                 zombie: field("State:").starts_with('Z'),
-                cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_owned(),
+                cmdline: String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_owned(),
             })
         })
         .collect()
@@ -278,7 +305,11 @@ fn reap(block: bool) {
     }
     let mut first = true;
     loop {
-        let f = if first { flags } else { WaitPidFlag::__WALL | WaitPidFlag::WNOHANG };
+        let f = if first {
+            flags
+        } else {
+            WaitPidFlag::__WALL | WaitPidFlag::WNOHANG
+        };
         first = false;
         match waitpid(None, Some(f)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => return,

@@ -68,7 +68,9 @@ fn main_() -> Result<ExitCode> {
     // The binaries the book may install: one per stage crate.
     let mut stages: Vec<String> = std::fs::read_dir(&workspace)?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|name| name.starts_with("stage") && workspace.join(name).join("Cargo.toml").is_file())
+        .filter(|name| {
+            name.starts_with("stage") && workspace.join(name).join("Cargo.toml").is_file()
+        })
         .collect();
     stages.sort();
     // Before any thread exists: it enters a mount namespace.

@@ -68,7 +68,9 @@ impl Shells<'_> {
             let dir = if login.uid == 0 {
                 self.setup.workspace.clone()
             } else {
-                home(user).filter(|h| h.is_dir()).unwrap_or_else(|| "/".into())
+                home(user)
+                    .filter(|h| h.is_dir())
+                    .unwrap_or_else(|| "/".into())
             };
             let shell = Shell::start(login, &dir, &env, Instant::now() + DEFAULT_TIMEOUT)?;
             self.started.push(shell.pid() as i32);
@@ -84,8 +86,15 @@ impl Shells<'_> {
             let mut dirs = vec![self.setup.target.join("debug")];
             dirs.extend(self.setup.cargo_bin.clone());
             dirs.extend(
-                ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-                    .map(PathBuf::from),
+                [
+                    "/usr/local/sbin",
+                    "/usr/local/bin",
+                    "/usr/sbin",
+                    "/usr/bin",
+                    "/sbin",
+                    "/bin",
+                ]
+                .map(PathBuf::from),
             );
             std::env::join_paths(dirs)?
         } else {
@@ -106,7 +115,10 @@ impl Shells<'_> {
         set("LANG", "C.UTF-8".into());
         // No history file: root's ~/.bash_history stays as it was.
         set("HISTFILE", OsString::new());
-        set("INPUTRC", self.machine.work.join("inputrc").into_os_string());
+        set(
+            "INPUTRC",
+            self.machine.work.join("inputrc").into_os_string(),
+        );
         env.extend(shell::prompt_env(&self.machine.env_file()));
         Ok(env)
     }
@@ -141,7 +153,10 @@ fn login(user: &str) -> Result<Login> {
 }
 
 fn home(user: &str) -> Option<PathBuf> {
-    nix::unistd::User::from_name(user).ok().flatten().map(|u| u.dir)
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
 }
 
 /// Runs every block of `chapters`.
@@ -244,8 +259,17 @@ fn check_block(block: &Block, shells: &mut Shells) -> std::result::Result<(), Fa
         ));
     }
     if let Err(at) = expect::compare(&expected, &actual) {
-        let line = |i: usize| block.lines.get(i).map(|(n, _)| *n).unwrap_or(block.line + block.lines.len() + 1);
-        let book = expected.get(at.expected).map(expect::shown).unwrap_or("(the block's end)");
+        let line = |i: usize| {
+            block
+                .lines
+                .get(i)
+                .map(|(n, _)| *n)
+                .unwrap_or(block.line + block.lines.len() + 1)
+        };
+        let book = expected
+            .get(at.expected)
+            .map(expect::shown)
+            .unwrap_or("(the block's end)");
         let shown = terminal.get(at.actual).copied().unwrap_or("(nothing more)");
         report.push_str(&format!(
             "  line {}: the book shows\n      {book}\n    the terminal showed\n      {shown}\n",
@@ -253,6 +277,12 @@ fn check_block(block: &Block, shells: &mut Shells) -> std::result::Result<(), Fa
         ));
     } else if error.is_none() {
         return Ok(());
+    }
+    let described = facts.describe();
+    if !described.is_empty() {
+        report.push_str(&format!(
+            "  (this machine's numbers, as the book's: {described})\n"
+        ));
     }
     report.push_str("  the whole block, as the terminal showed it:\n");
     for line in &terminal {
@@ -316,7 +346,12 @@ fn run_block(
 }
 
 /// Whose shell a step is typed into.
-fn who_types(step: &Step, block: &Block, shells: &Shells, previous: Option<&str>) -> Result<String> {
+fn who_types(
+    step: &Step,
+    block: &Block,
+    shells: &Shells,
+    previous: Option<&str>,
+) -> Result<String> {
     if let Some(prev) = previous
         && let Some(shell) = shells.by_user.get(prev)
         && shell.nested
@@ -324,7 +359,10 @@ fn who_types(step: &Step, block: &Block, shells: &Shells, previous: Option<&str>
         if prompt_char(&shell.prompt) == Some(step.prompt) {
             return Ok(prev.to_owned());
         }
-        bail!("a `{}` line while a shell started inside {prev}'s waits at another prompt", step.prompt);
+        bail!(
+            "a `{}` line while a shell started inside {prev}'s waits at another prompt",
+            step.prompt
+        );
     }
     Ok(match step.prompt {
         '#' => "root".to_owned(),
@@ -386,7 +424,10 @@ fn run_step(
                 Err(err) => {
                     return fail(
                         &shown,
-                        err.context(format!("no prompt within {}s after typing it", timeout.as_secs())),
+                        err.context(format!(
+                            "no prompt within {}s after typing it",
+                            timeout.as_secs()
+                        )),
                     );
                 }
             }

@@ -237,10 +237,16 @@ mod tests {
     #[test]
     fn a_long_line_wraps_and_is_joined() {
         let text = "a".repeat(130);
-        assert_eq!(render(format!("{text}\r\nb\r\n").as_bytes(), 80), [text, "b".into()]);
+        assert_eq!(
+            render(format!("{text}\r\nb\r\n").as_bytes(), 80),
+            [text, "b".into()]
+        );
         // Exactly the width: the pending wrap is cancelled by the carriage return.
         let text = "c".repeat(80);
-        assert_eq!(render(format!("{text}\r\nd\r\n").as_bytes(), 80), [text, "d".into()]);
+        assert_eq!(
+            render(format!("{text}\r\nd\r\n").as_bytes(), 80),
+            [text, "d".into()]
+        );
     }
 
     #[test]
@@ -248,7 +254,7 @@ mod tests {
         // What bash printed for `echo a…a` (80 columns with the prompt): the line, a
         // space to force the wrap, then back up to erase it and print the last letter.
         let typed = format!("# echo {}", "a".repeat(73));
-        let mut bytes = typed[..typed.len() - 1].as_bytes().to_vec();
+        let mut bytes = typed.as_bytes()[..typed.len() - 1].to_vec();
         bytes.extend_from_slice(b"a \r\x1b[A");
         bytes.extend(std::iter::repeat_n(b"\x1b[C".as_slice(), 79).flatten());
         bytes.extend_from_slice(b"\x1b[Ka\r\n");
@@ -266,9 +272,9 @@ mod tests {
 
     #[test]
     fn tabs_and_utf8() {
-        assert_eq!(render("real\t0m1.000s\r\n└─x\r\n".as_bytes(), 80), [
-            "real    0m1.000s",
-            "└─x"
-        ]);
+        assert_eq!(
+            render("real\t0m1.000s\r\n└─x\r\n".as_bytes(), 80),
+            ["real    0m1.000s", "└─x"]
+        );
     }
 }

@@ -55,7 +55,8 @@ pub fn prompt_env(env_file: &Path) -> Vec<(OsString, OsString)> {
 /// The file `ENV` names: dash reads it when it starts interactive, and prompts as
 /// bash does, `# ` for root (of its user namespace) and `$ ` for others. Builtins
 /// only: a process it started would take a PID, and the book's PIDs would move.
-pub const ENV_FILE: &str = "while read -r key uid rest; do [ \"$key\" = Uid: ] && break; done < /proc/self/status
+pub const ENV_FILE: &str =
+    "while read -r key uid rest; do [ \"$key\" = Uid: ] && break; done < /proc/self/status
 if [ \"$uid\" = 0 ]; then PS1='\x1b]7777;keel;n1\x07# '; else PS1='\x1b]7777;keel;n1\x07$ '; fi
 PS2='\x1b]7777;keel;n2\x07> '
 ";
