@@ -16,6 +16,7 @@ mod graders;
 mod libtest;
 mod rootfs;
 mod setup;
+mod transcripts;
 mod workspace;
 
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Run every check CI runs: setup, fmt, clippy, tests, exercises, book.
+    /// Run every check CI runs: setup, fmt, clippy, tests, exercises, book, transcripts.
     Test,
     /// Write a student copy of the workspace (exercises stripped) into DIR, or with
     /// --check prove that the graders catch every stripped exercise.
@@ -56,6 +57,12 @@ enum Task {
     },
     /// Check the book's includes and build it with mdBook.
     Book,
+    /// Run the book's console blocks on a terminal and compare them with the book
+    /// (as root: it creates the book's users).
+    Transcripts {
+        /// Only these chapters (e.g. stage03), after what earlier ones make first.
+        chapters: Vec<String>,
+    },
     /// Time starting a container against unshare and bwrap.
     Bench {
         /// Measured runs of each command.
@@ -75,6 +82,11 @@ fn run(task: Task) -> Result<ExitCode> {
         Task::Exercises { dir, .. } => copy::student(&dir.expect("clap requires DIR"))?,
         Task::Grade { stage } => return grade::run(stage.as_deref()),
         Task::Book => book::run()?,
+        Task::Transcripts { chapters } => {
+            if transcripts::run(&chapters)?.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Task::Bench { runs } => bench::run(runs)?,
     }
     Ok(ExitCode::SUCCESS)
