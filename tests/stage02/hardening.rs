@@ -194,7 +194,9 @@ mod working_directory {
         let stage = in_rootfs(rootfs.path());
         let churn = tempfile::tempdir().expect("a temporary directory");
         let (a, b) = (churn.path().join("a"), churn.path().join("b"));
-        std::fs::create_dir(&a).and_then(|()| std::fs::create_dir(&b)).expect("mkdir");
+        std::fs::create_dir(&a)
+            .and_then(|()| std::fs::create_dir(&b))
+            .expect("mkdir");
         std::fs::write(a.join("f"), "").expect("a file to move");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let renamer = {
