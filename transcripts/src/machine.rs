@@ -162,20 +162,20 @@ impl Machine {
             .map(|u| u.uid.as_raw())
             .collect();
         for _round in 0..50 {
-            let left: Vec<(i32, String)> = processes()
-                .into_iter()
-                .filter(|p| p.pid != me && (descends_from(p.pid, me) || users.contains(&p.uid)))
-                .filter(|p| !p.zombie)
-                .map(|p| (p.pid, p.cmdline))
+            let all = processes();
+            let left: Vec<&Process> = all
+                .iter()
+                .filter(|p| p.pid != me && !p.zombie)
+                .filter(|p| descends_from(&all, p.pid, me) || users.contains(&p.uid))
                 .collect();
             if left.is_empty() {
                 break;
             }
-            for (pid, cmdline) in left {
-                if !quiet.contains(&pid) {
-                    killed.push(format!("{pid} {cmdline}"));
+            for p in left {
+                if !quiet.contains(&p.pid) {
+                    killed.push(format!("{} {}", p.pid, p.cmdline));
                 }
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
             }
             reap(true);
         }
@@ -283,8 +283,7 @@ fn processes() -> Vec<Process> {
         .collect()
 }
 
-fn descends_from(pid: i32, ancestor: i32) -> bool {
-    let all = processes();
+fn descends_from(all: &[Process], pid: i32, ancestor: i32) -> bool {
     let parent = |p: i32| all.iter().find(|x| x.pid == p).map(|x| x.ppid);
     let mut at = pid;
     for _ in 0..64 {
@@ -316,9 +315,4 @@ fn reap(block: bool) {
             Ok(_) => {}
         }
     }
-}
-
-/// Where the keel binaries the book runs are: the workspace's `target/debug`.
-pub fn binaries(target: &Path) -> PathBuf {
-    target.join("debug")
 }

@@ -228,11 +228,6 @@ impl Shell {
         shown.append(&mut self.pending);
     }
 
-    /// Whether bytes are waiting, read but not handed out.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// The shell's PID.
     pub fn pid(&self) -> u32 {
         self.child.id()
