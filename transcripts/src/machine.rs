@@ -11,10 +11,10 @@
 //! The users and the group of chapter 3 are the machine's, as the book creates them.
 //! They must not exist before the run, and are removed after it, with their
 //! processes and their lines of `/etc/subuid` and `/etc/subgid`. Those two files are
-//! changed only while the graders' lock on them is held (see `keel_graders::users`),
-//! and are written back at the end exactly as they were; a `keel` range of
-//! `--userns auto` that was there before is taken out for the run, since the book
-//! shows its first use. Only one run of the transcripts at a time: a second waits.
+//! changed only while the graders' lock on them is held (see `keel_graders::users`).
+//! A `keel` range of `--userns auto` that was there before is taken out for the run,
+//! since the book shows its first use, and put back afterwards in place of the one
+//! the run added. Only one run of the transcripts at a time: a second waits.
 //!
 //! The harness is the *subreaper* of everything the transcripts start: a container
 //! whose runtime was killed is re-parented to it rather than to init, so that after
@@ -41,7 +41,8 @@ pub struct Machine {
     /// `/var/tmp/keel-transcripts-PID`: the `/tmp` of the transcripts and the
     /// overlay's upper layer.
     pub work: PathBuf,
-    subid: [Vec<u8>; 2],
+    /// The `keel` lines of `/etc/subuid` and `/etc/subgid` before the run.
+    keel_lines: [Vec<u8>; 2],
     /// `/usr/local/bin/<stage>`, and where its earlier version is kept (if any).
     installed: Vec<(PathBuf, Option<PathBuf>)>,
     _subid_lock: SubidLock,
@@ -76,16 +77,12 @@ impl Machine {
             bail!("the group {GROUP} exists already (groupdel {GROUP}, if it is a leftover)");
         }
         let subid_lock = SubidLock::acquire();
-        let subid = [read_or_empty(SUBUID), read_or_empty(SUBGID)];
-        for (path, bytes) in [SUBUID, SUBGID].into_iter().zip(&subid) {
+        let mut keel_lines = [Vec::new(), Vec::new()];
+        for (path, kept) in [SUBUID, SUBGID].into_iter().zip(&mut keel_lines) {
             if read_ranges(path).iter().any(|r| r.owner == "keel") {
-                let kept: Vec<u8> = bytes
-                    .split_inclusive(|&b| b == b'\n')
-                    .filter(|line| !line.starts_with(b"keel:"))
-                    .flatten()
-                    .copied()
-                    .collect();
-                replace_file(path, &kept).with_context(|| format!("rewriting {path}"))?;
+                let (keel, others) = split_keel(&read_or_empty(path));
+                *kept = keel;
+                replace_file(path, &others).with_context(|| format!("rewriting {path}"))?;
             }
         }
         let work = PathBuf::from(format!("/var/tmp/keel-transcripts-{}", std::process::id()));
@@ -104,7 +101,7 @@ impl Machine {
         let machine = Self {
             work,
             installed,
-            subid,
+            keel_lines,
             _subid_lock: subid_lock,
             _run_lock: run_lock,
         };
@@ -224,9 +221,14 @@ impl Machine {
                 problems.push(format!("putting back {}: {err}", path.display()));
             }
         }
-        for (path, bytes) in [SUBUID, SUBGID].into_iter().zip(&self.subid) {
-            if read_or_empty(path) != *bytes
-                && let Err(err) = replace_file(path, bytes)
+        // userdel took the users' lines; the `keel` lines are put back as they were,
+        // and nothing else is touched: someone else's line added meanwhile stays.
+        for (path, before) in [SUBUID, SUBGID].into_iter().zip(&self.keel_lines) {
+            let now = read_or_empty(path);
+            let (_, mut restored) = split_keel(&now);
+            restored.extend_from_slice(before);
+            if restored != now
+                && let Err(err) = replace_file(path, &restored)
             {
                 problems.push(format!("restoring {path}: {err}"));
             }
@@ -239,6 +241,20 @@ impl Drop for Machine {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
     }
+}
+
+/// The `keel:` lines of a subordinate id file, and the others.
+fn split_keel(bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let (mut keel, mut others) = (Vec::new(), Vec::new());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let into = if line.starts_with(b"keel:") {
+            &mut keel
+        } else {
+            &mut others
+        };
+        into.extend_from_slice(line);
+    }
+    (keel, others)
 }
 
 fn read_or_empty(path: &str) -> Vec<u8> {

@@ -75,6 +75,7 @@ fn main_() -> Result<ExitCode> {
     stages.sort();
     // Before any thread exists: it enters a mount namespace.
     let machine = Machine::prepare(&stages)?;
+    run::stop_on_signals()?;
     let setup = run::Setup {
         workspace,
         target,

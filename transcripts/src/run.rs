@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -28,6 +29,26 @@ use crate::facts::{Facts, WITH_RANGE};
 use crate::machine::Machine;
 use crate::screen;
 use crate::shell::{self, COLUMNS, Login, Shell};
+
+/// Set by SIGINT, SIGTERM or SIGHUP: the run stops after the block it is in, and the
+/// machine is still cleaned up (users removed, processes killed).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Turns the signals that would end the run into a request to stop (no `SA_RESTART`:
+/// a wait in progress is interrupted).
+pub fn stop_on_signals() -> Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(SigHandler::Handler(stop), SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(signal, &action) }?;
+    }
+    Ok(())
+}
 
 /// How long one command may take, unless its block says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -181,6 +202,12 @@ pub fn run(chapters: &[Chapter], setup: &Setup, machine: &Machine) -> Result<Out
             .chain(chapter.blocks.iter().filter(|b| !b.directive.first));
         for block in order {
             let at = format!("{}:{}", chapter.name, block.line);
+            if STOP.load(Ordering::Relaxed) {
+                outcome
+                    .failed
+                    .push(format!("{at}: not run, the run was interrupted"));
+                continue;
+            }
             if let Some(reason) = &block.directive.skip {
                 println!("SKIP: {at}: {reason}");
                 outcome.skipped.push(format!("{at}: {reason}"));
