@@ -52,8 +52,9 @@ pub struct Machine {
 impl Machine {
     /// Takes the locks, checks that the book's users do not exist, keeps what
     /// `/usr/local/bin` has of `stages`, and enters a mount namespace of the harness's
-    /// own. Call it before any thread is started.
-    pub fn prepare(stages: &[String]) -> Result<Self> {
+    /// own, in which the paths of `keep` stay where they are. Call it before any thread
+    /// is started.
+    pub fn prepare(stages: &[String], keep: &[PathBuf]) -> Result<Self> {
         let run_lock = File::options()
             .create(true)
             .truncate(false)
@@ -105,7 +106,7 @@ impl Machine {
             _subid_lock: subid_lock,
             _run_lock: run_lock,
         };
-        machine.enter_namespace()?;
+        machine.enter_namespace(keep)?;
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             bail!(
@@ -116,7 +117,7 @@ impl Machine {
         Ok(machine)
     }
 
-    fn enter_namespace(&self) -> Result<()> {
+    fn enter_namespace(&self, keep: &[PathBuf]) -> Result<()> {
         for (dir, mode) in [("", 0o755), ("tmp", 0o1777)] {
             let path = self.work.join(dir);
             std::fs::create_dir_all(&path).with_context(|| format!("mkdir {}", path.display()))?;
@@ -132,11 +133,35 @@ impl Machine {
             None::<&str>,
         )
         .context("making / private")?;
+        // What the run needs from the host's /tmp (a checkout there, its target
+        // directory) is bound into the new one, at the same path.
+        for path in keep {
+            let Ok(inside) = path.canonicalize() else {
+                continue;
+            };
+            let Ok(rel) = inside.strip_prefix("/tmp") else {
+                continue;
+            };
+            if rel.as_os_str().is_empty() {
+                bail!("{} is /tmp itself, which the run replaces", path.display());
+            }
+            let target = self.work.join("tmp").join(rel);
+            std::fs::create_dir_all(&target)
+                .with_context(|| format!("mkdir {}", target.display()))?;
+            mount(
+                Some(&inside),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| format!("keeping {} in the new /tmp", inside.display()))?;
+        }
         mount(
             Some(&self.work.join("tmp")),
             "/tmp",
             None::<&str>,
-            MsFlags::MS_BIND,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
         .context("binding a directory of our own on /tmp")?;

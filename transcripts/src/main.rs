@@ -74,7 +74,15 @@ fn main_() -> Result<ExitCode> {
         .collect();
     stages.sort();
     // Before any thread exists: it enters a mount namespace.
-    let machine = Machine::prepare(&stages)?;
+    let keep: Vec<PathBuf> = [
+        Some(workspace.clone()),
+        Some(target.clone()),
+        cargo_bin.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let machine = Machine::prepare(&stages, &keep)?;
     run::stop_on_signals()?;
     let setup = run::Setup {
         workspace,
