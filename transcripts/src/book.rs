@@ -15,6 +15,7 @@
 //!   pushed id           this command line is typed by the container, not by us
 //!   new login           the user logs in again first (a group was added)
 //!   timeout 120         seconds a command may take (default 60)
+//!   needs gcc python3   skipped (and counted) where one of these is not installed
 //!   first               run before the chapter's other blocks, and before a later
 //!                       chapter run alone: it makes what the chapter's examples use
 //!                       before the text makes it (the rootfs of chapter 2)
@@ -49,6 +50,8 @@ pub struct Directive {
     pub timeout: Option<u64>,
     /// Run before the chapter's other blocks (and before a later chapter run alone).
     pub first: bool,
+    /// Programs the block runs that a machine may lack: without one, it is skipped.
+    pub needs: Vec<String>,
 }
 
 /// One console block.
@@ -212,6 +215,7 @@ fn directive(text: &str) -> Result<Directive> {
             "pushed" => d.pushed.push(rest.to_owned()),
             "new" if rest == "login" => d.new_login = true,
             "first" if rest.is_empty() => d.first = true,
+            "needs" => d.needs.extend(tokens()),
             "timeout" => d.timeout = Some(rest.parse().context("timeout: seconds")?),
             _ => bail!("unknown statement `{statement}`"),
         }
@@ -350,6 +354,15 @@ mod tests {
         );
         // A comment followed by text is not the block's.
         assert!(blocks[1].directive.skip.is_none());
+    }
+
+    #[test]
+    fn needs_and_pushed() {
+        let md = "<!-- transcript: needs gcc python3\n  pushed id; not a statement -->\n\
+                  ```console\n# true\n# id; not a statement\n```\n";
+        let d = &blocks(md).unwrap()[0].directive;
+        assert_eq!(d.needs, ["gcc", "python3"]);
+        assert_eq!(d.pushed, ["id; not a statement"]);
     }
 
     #[test]

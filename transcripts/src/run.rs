@@ -208,6 +208,17 @@ pub fn run(chapters: &[Chapter], setup: &Setup, machine: &Machine) -> Result<Out
                     .push(format!("{at}: not run, the run was interrupted"));
                 continue;
             }
+            let missing = block
+                .directive
+                .needs
+                .iter()
+                .find(|program| !installed(program));
+            if let Some(program) = missing {
+                let reason = format!("needs {program}, which is not installed here");
+                println!("SKIP: {at}: {reason}");
+                outcome.skipped.push(format!("{at}: {reason}"));
+                continue;
+            }
             if let Some(reason) = &block.directive.skip {
                 println!("SKIP: {at}: {reason}");
                 outcome.skipped.push(format!("{at}: {reason}"));
@@ -245,6 +256,20 @@ struct Failure {
     report: String,
     /// The block did not run to its end: its shells are in an unknown state.
     interrupted: bool,
+}
+
+/// Whether `program` is in a directory of root's `PATH`.
+fn installed(program: &str) -> bool {
+    [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .iter()
+    .any(|dir| Path::new(dir).join(program).is_file())
 }
 
 /// Runs a block and compares.
