@@ -62,10 +62,11 @@ pub fn orphan() -> Value {
             libc::_exit(0);
         }
     }
-    // SAFETY: closing our copies of the write ends.
+    // SAFETY: closing our copy of the write end. `release[1]` stays open until we have
+    // seen who adopted the orphan: with it closed, the orphan could exit, and be
+    // reaped, before we look.
     unsafe {
         libc::close(pipe[1]);
-        libc::close(release[1]);
     }
     let mut pid = [0u8; 4];
     // SAFETY: a valid buffer of 4 bytes.
@@ -80,7 +81,7 @@ pub fn orphan() -> Value {
         libc::close(pipe[0]);
         libc::close(release[0]);
     }
-    // Who adopted it (field 4 of /proc/PID/stat), read before it exits.
+    // Who adopted it (field 4 of /proc/PID/stat), read before it may exit.
     let parent = std::fs::read_to_string(format!("/proc/{orphan}/stat"))
         .ok()
         .and_then(|stat| {
@@ -92,6 +93,10 @@ pub fn orphan() -> Value {
                     .to_owned(),
             )
         });
+    // SAFETY: closing our last write end: the orphan reads end-of-file and exits.
+    unsafe {
+        libc::close(release[1]);
+    }
     if pidfd >= 0 {
         let mut fds = [libc::pollfd {
             fd: pidfd,
