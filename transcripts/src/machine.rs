@@ -21,6 +21,7 @@
 //! each chapter it can kill whatever is left.
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,6 +46,11 @@ pub struct Machine {
     keel_lines: [Vec<u8>; 2],
     /// `/usr/local/bin/<stage>`, and where its earlier version is kept (if any).
     installed: Vec<(PathBuf, Option<PathBuf>)>,
+    /// The host's mount namespace, to go back to before `work` is removed: in ours,
+    /// `work` holds bind mounts of the checkout, which a removal would go through.
+    host_namespace: Option<OwnedFd>,
+    /// Those bind mounts, inside `work`.
+    binds: Vec<PathBuf>,
     _subid_lock: SubidLock,
     _run_lock: File,
 }
@@ -99,10 +105,12 @@ impl Machine {
             }
             installed.push((path, had.then_some(kept)));
         }
-        let machine = Self {
+        let mut machine = Self {
             work,
             installed,
             keel_lines,
+            host_namespace: None,
+            binds: Vec::new(),
             _subid_lock: subid_lock,
             _run_lock: run_lock,
         };
@@ -117,12 +125,14 @@ impl Machine {
         Ok(machine)
     }
 
-    fn enter_namespace(&self, keep: &[PathBuf]) -> Result<()> {
+    fn enter_namespace(&mut self, keep: &[PathBuf]) -> Result<()> {
         for (dir, mode) in [("", 0o755), ("tmp", 0o1777)] {
             let path = self.work.join(dir);
             std::fs::create_dir_all(&path).with_context(|| format!("mkdir {}", path.display()))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
         }
+        let host = File::open("/proc/self/ns/mnt").context("opening our mount namespace")?;
+        self.host_namespace = Some(OwnedFd::from(host));
         unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
         // Nothing mounted here may reach the host's mount namespace.
         mount(
@@ -156,6 +166,7 @@ impl Machine {
                 None::<&str>,
             )
             .with_context(|| format!("keeping {} in the new /tmp", inside.display()))?;
+            self.binds.push(target);
         }
         mount(
             Some(&self.work.join("tmp")),
@@ -263,8 +274,26 @@ impl Machine {
 }
 
 impl Drop for Machine {
+    /// Removes `work`, never through a bind mount of the checkout: from the host's
+    /// mount namespace, where there is none, or else once they are unmounted.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.work);
+        let back = self
+            .host_namespace
+            .as_ref()
+            .is_some_and(|ns| nix::sched::setns(ns, CloneFlags::CLONE_NEWNS).is_ok());
+        let unbound = back
+            || self
+                .binds
+                .iter()
+                .all(|b| nix::mount::umount2(b, nix::mount::MntFlags::MNT_DETACH).is_ok());
+        if unbound {
+            let _ = std::fs::remove_dir_all(&self.work);
+        } else {
+            eprintln!(
+                "keel-transcripts: {} is left behind: it holds mounts of the checkout",
+                self.work.display()
+            );
+        }
     }
 }
 
