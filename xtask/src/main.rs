@@ -21,6 +21,7 @@ mod scoreboard;
 mod setup;
 mod student_book;
 mod todos;
+mod transcripts;
 mod workspace;
 
 use std::path::PathBuf;
@@ -42,7 +43,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Run every check CI runs: setup, fmt, clippy, tests, exercises, book.
+    /// Run every check CI runs: setup, fmt, clippy, tests, exercises, book, transcripts.
     Test,
     /// Write a student copy of the workspace (exercises stripped, a git repository of
     /// its own) into DIR, or with --check prove that the graders catch every stripped
@@ -67,6 +68,12 @@ enum Task {
         #[arg(long)]
         student: bool,
     },
+    /// Run the book's console blocks on a terminal and compare them with the book
+    /// (as root: it creates the book's users).
+    Transcripts {
+        /// Only these chapters (e.g. stage03), after what earlier ones make first.
+        chapters: Vec<String>,
+    },
     /// Time starting a container against unshare and bwrap.
     Bench {
         /// Measured runs of each command.
@@ -87,6 +94,11 @@ fn run(task: Task) -> Result<ExitCode> {
         Task::Grade { stage } => return grade::run(stage.as_deref()),
         Task::Book { student: false } => book::run()?,
         Task::Book { student: true } => student_book::run()?,
+        Task::Transcripts { chapters } => {
+            if transcripts::run(&chapters)?.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Task::Bench { runs } => bench::run(runs)?,
     }
     Ok(ExitCode::SUCCESS)
