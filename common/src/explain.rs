@@ -40,7 +40,11 @@ pub fn step(call: impl Display, why: impl Display) {
         } else {
             "parent"
         };
-        eprintln!("[explain {side}] {call}: {why}");
+        // One write(2) per line: the parent and the child both explain, at the same
+        // time, on the same terminal, and `eprintln!` writes a line in pieces, which
+        // then interleave mid-line.
+        let line = format!("[explain {side}] {call}: {why}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     }
 }
 

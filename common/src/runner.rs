@@ -151,13 +151,6 @@ fn child(
 ) -> isize {
     explain::mark_child();
     parent_end.close_in_child();
-    // A session of its own: no controlling terminal, so that nothing in the container
-    // can reach the caller's terminal through one (see `pty`).
-    let _ = nix::unistd::setsid();
-    explain::step(
-        "setsid()",
-        "a session of its own: no controlling terminal, unless -t gives it one of its own",
-    );
     // The signal mask survives execve: give the command the mask we started with.
     supervisor.restore_in_child();
     // If the runtime dies (even by SIGKILL), the half-made container dies with it.
@@ -165,6 +158,14 @@ fn child(
     if !channel.wait_for_go() {
         return RUNTIME_FAILED as isize;
     }
+    // A session of its own: no controlling terminal, so that nothing in the container
+    // can reach the caller's terminal through one (see `pty`). After "go", so that the
+    // child explains nothing while the parent still does: their lines keep one order.
+    let _ = nix::unistd::setsid();
+    explain::step(
+        "setsid()",
+        "a session of its own: no controlling terminal, unless -t gives it one of its own",
+    );
 
     let failure = match setup_child(process, layers, clone_flags, channel) {
         // A change of credentials (stage 3's setresuid to container root) clears the

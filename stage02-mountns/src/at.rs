@@ -14,7 +14,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::symlinkat;
 
@@ -126,5 +127,19 @@ impl Shown<'_> {
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.path())
+    }
+}
+
+/// `openat2(2)`, tried again when it says `EAGAIN`. With `RESOLVE_IN_ROOT` or
+/// `RESOLVE_BENEATH`, the kernel cannot vouch for a `..` while something is renamed or
+/// mounted anywhere on the machine at that moment, and asks the caller to retry rather
+/// than risk an escape; on a busy machine, that happens.
+pub fn openat2<Fd: std::os::fd::AsFd>(dir: Fd, path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(dir.as_fd(), path, how) {
+            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
+            result => return result,
+        }
     }
 }

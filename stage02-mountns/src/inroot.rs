@@ -11,10 +11,10 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{Mode, mkdirat};
 
-use crate::at::At;
+use crate::at::{At, openat2};
 
 /// The rootfs, held open: the root of the mount that becomes the container's `/`.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl Root {
             let how = OpenHow::new()
                 .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
                 .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-            openat2(self.0.as_fd(), name, how).map(At::from)
+            openat2(self.0.as_fd(), Path::new(name), how).map(At::from)
         };
         let opened = match open() {
             Err(Errno::ENOENT) => {
@@ -147,7 +147,7 @@ fn create_one(parent: &At, name: &std::ffi::OsStr, file: bool) -> nix::Result<()
                     | OFlag::O_NOFOLLOW,
             )
             .mode(Mode::from_bits_truncate(0o644));
-        openat2(parent.as_fd(), name, how).map(drop)
+        openat2(parent.as_fd(), Path::new(name), how).map(drop)
     } else {
         mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755))
     }

@@ -204,6 +204,14 @@ impl Terminal {
     /// deadline, showing what it did show.
     pub fn expect(&mut self, text: &str) {
         while !self.shown_text().contains(text) {
+            // Once the runtime is gone and its last output read, nothing more comes.
+            if self.exited() && !self.read_ready() {
+                panic!(
+                    "{}: the runtime exited before the terminal showed {text:?}; it showed:\n{}",
+                    self.description,
+                    self.shown_text()
+                );
+            }
             if !self.read_some() {
                 panic!(
                     "{}: the terminal never showed {text:?}; it showed:\n{}",
@@ -318,6 +326,12 @@ impl Terminal {
             self.read_ready();
         }
         true
+    }
+
+    /// Whether the runtime has exited (its pidfd is readable).
+    fn exited(&self) -> bool {
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// Reads what the terminal has to show right now; `false` if nothing.

@@ -181,6 +181,41 @@ mod working_directory {
         workdir::workdir_through_a_climbing_symlink_stays_inside(&stage, &passwd);
     }
 
+    /// `openat2(RESOLVE_IN_ROOT)` answers `EAGAIN` to a `..` while anything is renamed
+    /// anywhere on the machine, and asks to be tried again: a busy machine must not
+    /// make `-w` (or any path in the rootfs) fail.
+    #[test]
+    fn workdir_through_a_climbing_symlink_holds_while_the_machine_renames() {
+        need!(require_root());
+        let rootfs = need!(rootfs::private_copy());
+        std::os::unix::fs::symlink("../../../../etc", rootfs.path().join("up"))
+            .expect("symlink in the rootfs");
+        let passwd = std::fs::read_to_string(rootfs.path().join("etc/passwd")).expect("passwd");
+        let stage = in_rootfs(rootfs.path());
+        let churn = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = (churn.path().join("a"), churn.path().join("b"));
+        std::fs::create_dir(&a)
+            .and_then(|()| std::fs::create_dir(&b))
+            .expect("mkdir");
+        std::fs::write(a.join("f"), "").expect("a file to move");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::rename(a.join("f"), b.join("f"));
+                    let _ = std::fs::rename(b.join("f"), a.join("f"));
+                }
+            })
+        };
+        let _leaks = LeakCheck::start();
+        for _ in 0..30 {
+            workdir::workdir_through_a_climbing_symlink_stays_inside(&stage, &passwd);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().expect("the renaming thread");
+    }
+
     #[test]
     fn missing_workdir_is_refused() {
         let stage = need!(stage02_busybox());

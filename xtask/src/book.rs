@@ -3,6 +3,11 @@
 //! The book shows code from the crates through `{{#include ../../stage01-pidns/src/pid.rs:clone_flags}}`.
 //! mdBook only warns when such a path or anchor is gone, and the book silently loses
 //! its code; here a missing one is an error, with the chapter and line to fix.
+//!
+//! Built in the keel workspace, this is the instructors' book: its listings show the
+//! solutions of the exercises. `--student` builds the students' (see
+//! [`crate::student_book`]), and so does `cargo xtask book` in a student copy, whose
+//! sources are the stripped ones.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::cmd;
+use crate::exercises;
 use crate::setup;
 use crate::workspace;
 
@@ -22,6 +28,8 @@ pub struct Include {
     pub path: String,
     /// The anchor to cut, if the selector is one (not a line range like `3:10`).
     pub anchor: Option<String>,
+    /// The line range to cut, if the selector is one.
+    pub lines: Option<String>,
 }
 
 /// The include directives of a chapter. A directive escaped with `\` is text.
@@ -43,11 +51,16 @@ pub fn includes(markdown: &str) -> Vec<Include> {
             }
             let args = args.trim();
             let (path, selector) = args.split_once(':').unwrap_or((args, ""));
-            let anchor = (!is_line_range(selector)).then(|| selector.to_owned());
+            let (anchor, lines) = match selector {
+                "" => (None, None),
+                range if is_line_range(range) => (None, Some(range.to_owned())),
+                anchor => (Some(anchor.to_owned()), None),
+            };
             found.push(Include {
                 line: i + 1,
                 path: path.to_owned(),
                 anchor,
+                lines,
             });
         }
     }
@@ -96,6 +109,18 @@ pub fn problems(src: &Path) -> Result<Vec<String>> {
             {
                 problems.push(format!("{at}: {} has no `ANCHOR: {anchor}`", include.path));
             }
+            let has_exercise = exercises::anchors(&source)
+                .is_ok_and(|anchors| anchors.iter().any(|a| a.hint.is_some()));
+            if let Some(lines) = &include.lines
+                && has_exercise
+            {
+                problems.push(format!(
+                    "{at}: {}:{lines} cuts a file with exercises by line numbers, which \
+                     stripping the exercises moves: the student book would show other \
+                     lines; include an anchor instead",
+                    include.path
+                ));
+            }
         }
     }
     Ok(problems)
@@ -116,30 +141,54 @@ fn markdown_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Checks the includes, then builds the book; fails on any warning of mdBook's.
+/// `cargo xtask book`: checks the includes, then builds the book into `book/build`.
 pub fn run() -> Result<()> {
-    let book = workspace::root().join("book");
+    let book = book_dir(workspace::root())?;
+    check_includes(&book)?;
+    build(&book, &book.join("build"))
+}
+
+/// The book of the workspace (or copy) at `root`.
+pub fn book_dir(root: &Path) -> Result<PathBuf> {
+    let book = root.join("book");
     if !book.join("book.toml").is_file() {
         bail!(
             "there is no book yet: {} is missing",
             book.join("book.toml").display()
         );
     }
+    Ok(book)
+}
+
+/// Fails, naming each chapter and line, if an include of `book` names what does not
+/// exist or cuts a file with exercises by line numbers.
+pub fn check_includes(book: &Path) -> Result<()> {
     let problems = problems(&book.join("src"))?;
     if !problems.is_empty() {
         bail!(
-            "the book includes what does not exist:\n  {}",
+            "the book includes what does not exist, or what stripping moves:\n  {}",
             problems.join("\n  ")
         );
     }
     println!("every include of the book exists");
+    Ok(())
+}
+
+/// Builds `book` with mdBook into `dest`; fails on any warning of mdBook's.
+pub fn build(book: &Path, dest: &Path) -> Result<()> {
     let Some(mdbook) = setup::mdbook() else {
         bail!(
             "mdbook is not installed: cargo install mdbook --locked --version {}",
             setup::MDBOOK_VERSION
         );
     };
-    let out = cmd::quiet(std::process::Command::new(mdbook).arg("build").arg(&book))?;
+    let out = cmd::quiet(
+        std::process::Command::new(mdbook)
+            .arg("build")
+            .arg(book)
+            .arg("--dest-dir")
+            .arg(dest),
+    )?;
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -174,14 +223,22 @@ mod tests {
         let found = includes(md);
         let summary: Vec<_> = found
             .iter()
-            .map(|i| (i.line, i.path.as_str(), i.anchor.as_deref()))
+            .map(|i| {
+                let cut = i.anchor.as_deref().or(i.lines.as_deref());
+                (i.line, i.path.as_str(), i.anchor.is_some(), cut)
+            })
             .collect();
         assert_eq!(
             summary,
             [
-                (3, "../../stage01-pidns/src/pid.rs", Some("clone_flags")),
-                (4, "../src/a.rs", None),
-                (4, "b.rs", None),
+                (
+                    3,
+                    "../../stage01-pidns/src/pid.rs",
+                    true,
+                    Some("clone_flags")
+                ),
+                (4, "../src/a.rs", false, Some("3:10")),
+                (4, "b.rs", false, None),
             ]
         );
     }
@@ -192,6 +249,30 @@ mod tests {
             assert!(is_line_range(range), "{range}");
         }
         assert!(!is_line_range("clone_flags"));
+    }
+
+    #[test]
+    fn a_line_range_into_a_file_with_exercises_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        let exercise = "// ANCHOR: a\n// EXERCISE: do it\nx\n// ANCHOR_END: a\n";
+        fs::write(dir.path().join("ex.rs"), exercise).unwrap();
+        fs::write(dir.path().join("plain.rs"), "fn f() {}\n").unwrap();
+        fs::write(
+            src.join("chapter.md"),
+            "{{#include ../ex.rs:a}}\n{{#include ../ex.rs}}\n{{#include ../plain.rs:1:2}}\n\
+             {{#include ../ex.rs:2:3}}\n{{#include ../ex.rs:gone}}\n",
+        )
+        .unwrap();
+        let problems = problems(&src).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].ends_with("chapter.md:4: ../ex.rs:2:3 cuts a file with exercises by line numbers, which stripping the exercises moves: the student book would show other lines; include an anchor instead"), "{}", problems[0]);
+        assert!(
+            problems[1].ends_with("chapter.md:5: ../ex.rs has no `ANCHOR: gone`"),
+            "{}",
+            problems[1]
+        );
     }
 
     #[test]

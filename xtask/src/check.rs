@@ -10,6 +10,9 @@
 //! the same files, and cargo decides whether to rebuild by comparing modification
 //! times. Each copy's files with exercises are therefore touched before it is built:
 //! otherwise cargo could reuse what it built from another copy.
+//!
+//! In a student copy, an exercise still `todo!()` has no solution to prove anything
+//! with: it is reported as such, and the solved ones are checked as in the reference.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -20,8 +23,8 @@ use anyhow::{Context, Result};
 
 use crate::copy;
 use crate::exercises::{self, Exercise};
-use crate::grade::Tally;
 use crate::graders::{self, Graders, Report};
+use crate::scoreboard::Tally;
 use crate::workspace;
 
 /// What became of one exercise.
@@ -29,10 +32,12 @@ use crate::workspace;
 enum Verdict {
     /// Graders pass on the reference and fail without the solution.
     Proven,
+    /// Still the `todo!()` of a student copy here: there is no solution to check.
+    Unsolved,
     /// No grader test is in the exercise's module.
     NoTests,
-    /// The reference itself fails these tests.
-    ReferenceFails(Vec<String>),
+    /// The reference itself fails these tests; some ran into these `todo!()`s.
+    ReferenceFails(Vec<String>, Vec<String>),
     /// Every test skipped on this machine, so nothing is proven either way.
     Unchecked,
     /// The copy without the solution does not compile.
@@ -58,7 +63,13 @@ impl Verdict {
                 "no grader test: add tests to `mod {}` in tests/{}.rs",
                 exercise.name, exercise.stage
             ),
-            Verdict::ReferenceFails(tests) => {
+            Verdict::Unsolved => "still todo!() here: no solution to check".into(),
+            Verdict::ReferenceFails(tests, todos) if !todos.is_empty() => format!(
+                "the reference fails {}: they stop at the todo!() of {}",
+                tests.join(", "),
+                todos.join(", ")
+            ),
+            Verdict::ReferenceFails(tests, _) => {
                 format!(
                     "the reference fails {} (see `cargo xtask grade`)",
                     tests.join(", ")
@@ -91,15 +102,38 @@ pub fn run() -> Result<bool> {
     for exercise in &exercises {
         by_stage.entry(&exercise.stage).or_default().push(exercise);
     }
+    let stubs: Vec<String> = exercises
+        .iter()
+        .filter(|e| e.is_stub())
+        .map(Exercise::id)
+        .collect();
+    if !stubs.is_empty() {
+        println!(
+            "{} of {} exercises are still todo!() here: {}\n\
+             (a student copy?) Only solved exercises can be proven; to grade your work: \
+             cargo xtask grade",
+            stubs.len(),
+            exercises.len(),
+            stubs.join(", ")
+        );
+    }
     let base = workspace::target_dir().join("exercise-check");
     let files: BTreeSet<&Path> = exercises.iter().map(|e| e.file.as_path()).collect();
     let here = Graders::here();
     let mut rows = Vec::new();
     for (stage, ours) in by_stage {
-        println!("==> {stage}: the reference");
-        let report = reference(&here, stage)?;
+        let report = if ours.iter().all(|e| e.is_stub()) {
+            None
+        } else {
+            println!("==> {stage}: the reference");
+            reference(&here, stage)?
+        };
         for exercise in ours {
-            let (tests, reference, verdict) = judge_reference(report.as_ref(), &exercise.name);
+            let (tests, reference, verdict) = if exercise.is_stub() {
+                (0, "todo!()", Some(Verdict::Unsolved))
+            } else {
+                judge_reference(report.as_ref(), &exercise.name)
+            };
             let (stripped, verdict) = match verdict {
                 Some(verdict) => ("-", verdict),
                 None => {
@@ -129,8 +163,16 @@ fn judge_reference(report: Option<&Report>, name: &str) -> (usize, &'static str,
     let (reference, verdict) = if tests.is_empty() {
         ("-", Some(Verdict::NoTests))
     } else if !failed.is_empty() {
+        let mut todos: Vec<String> = Vec::new();
+        for test in &failed {
+            for todo in report.map(|r| r.todos_of(test)).unwrap_or_default() {
+                if !todos.contains(todo) {
+                    todos.push(todo.clone());
+                }
+            }
+        }
         let failed = failed.into_iter().map(str::to_owned).collect();
-        ("FAIL", Some(Verdict::ReferenceFails(failed)))
+        ("FAIL", Some(Verdict::ReferenceFails(failed, todos)))
     } else if Tally::of(tests.iter().copied()).passed == 0 {
         ("skipped", Some(Verdict::Unchecked))
     } else {
@@ -144,10 +186,10 @@ fn reference(graders: &Graders, stage: &str) -> Result<Option<Report>> {
     if !graders::exist(&graders.dir, stage) {
         return Ok(None);
     }
-    if let Err(messages) = graders.build(stage, true)? {
-        anyhow::bail!("the reference of {stage} does not compile:\n{messages}");
+    if let Some(errors) = graders.build(stage)?.errors {
+        anyhow::bail!("the reference of {stage} does not compile:\n{errors}");
     }
-    graders.run(stage, None, true).map(Some)
+    graders.run(stage, None, false).map(Some)
 }
 
 /// Strips `exercise` alone in a copy at `dir` and runs its graders there.
@@ -173,15 +215,12 @@ fn check_stripped(
         offline: true,
         skip_log: target_dir.join("skips.log"),
     };
-    if let Err(messages) = graders.build(&exercise.stage, true)? {
-        // Warnings about unused code are expected without a solution: keep the errors.
-        let errors: Vec<&str> = messages
-            .lines()
-            .skip_while(|l| !l.starts_with("error"))
-            .collect();
-        return Ok(("no build", Verdict::DoesNotCompile(errors.join("\n"))));
+    // Warnings about unused code are expected without a solution: only errors count.
+    if let Some(errors) = graders.build(&exercise.stage)?.errors {
+        return Ok(("no build", Verdict::DoesNotCompile(errors)));
     }
-    let report = graders.run(&exercise.stage, Some(&format!("{}::", exercise.name)), true)?;
+    let filter = format!("{}::", exercise.name);
+    let report = graders.run(&exercise.stage, Some(&filter), false)?;
     let tally = Tally::of(report.of_exercise(&exercise.name));
     Ok(match tally {
         Tally { failed: 1.., .. } => ("fail", Verdict::Proven),

@@ -2,20 +2,30 @@
 //! that fails.
 
 use std::process::{ExitCode, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
 use crate::libtest::{self, Counts, SKIP_LOG_VAR};
-use crate::{book, check, cmd, setup, workspace};
+use crate::transcripts::Tally;
+use crate::{book, check, cmd, setup, student_book, transcripts, workspace};
 
 /// A step: its name, and what it does.
 type Step = (&'static str, fn() -> Result<()>);
 
-/// The line counting the tests (`N passed, N failed, N skipped`), printed again as the
-/// very last line, where CI services look for it.
-static TOTALS: OnceLock<String> = OnceLock::new();
+/// The tests and the book's transcripts counted together (`N passed, N failed,
+/// N skipped`), printed again as the very last line, where CI services look for it.
+static TOTALS: Mutex<Option<Tally>> = Mutex::new(None);
+
+/// Adds to [`TOTALS`].
+fn count(more: Tally) {
+    let mut totals = TOTALS.lock().unwrap_or_else(|p| p.into_inner());
+    let sum = totals.get_or_insert_default();
+    sum.passed += more.passed;
+    sum.failed += more.failed;
+    sum.skipped += more.skipped;
+}
 
 /// The steps, in order.
 const STEPS: &[Step] = &[
@@ -28,6 +38,8 @@ const STEPS: &[Step] = &[
     ("cargo test --workspace", tests),
     ("exercises --check", exercises),
     ("book", book::run),
+    ("book --student", student_book::run),
+    ("the book's transcripts", book_transcripts),
 ];
 
 pub fn run() -> ExitCode {
@@ -53,8 +65,11 @@ pub fn run() -> ExitCode {
     for (name, _) in &STEPS[done.len()..] {
         println!("  {:<6} {:>8}  {name}", "-", "not run");
     }
-    if let Some(totals) = TOTALS.get() {
-        println!("\n{totals}");
+    if let Some(t) = *TOTALS.lock().unwrap_or_else(|p| p.into_inner()) {
+        println!(
+            "\n{} passed, {} failed, {} skipped",
+            t.passed, t.failed, t.skipped
+        );
     }
     if done.iter().all(|(_, _, ok)| *ok) {
         ExitCode::SUCCESS
@@ -115,9 +130,25 @@ fn tests() -> Result<()> {
         skips.len()
     );
     println!("{totals}");
-    let _ = TOTALS.set(totals);
+    count(Tally {
+        passed,
+        failed: counts.failed,
+        skipped: skips.len(),
+    });
     if !status.success() {
         bail!("`cargo test --workspace` failed ({status})");
+    }
+    Ok(())
+}
+
+fn book_transcripts() -> Result<()> {
+    let tally = transcripts::run(&[])?;
+    count(tally);
+    if tally.failed > 0 {
+        bail!(
+            "{} of the book's transcripts differ from what keel prints",
+            tally.failed
+        );
     }
     Ok(())
 }

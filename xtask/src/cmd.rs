@@ -1,7 +1,8 @@
 //! Running other programs: loudly (output goes to the terminal), streaming (we also
-//! read stdout line by line) or quietly (output kept for when something fails).
+//! read stdout line by line), reading (stdout line by line, stderr kept, nothing shown)
+//! or quietly (output kept for when something fails).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, ExitStatus, Output, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -42,6 +43,38 @@ pub fn stream(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> Result<ExitSt
         bytes.clear();
     }
     Ok(child.wait()?)
+}
+
+/// Runs `cmd` without showing anything, handing each line of its stdout to `on_line`
+/// as it comes (e.g. to show progress) and keeping its stderr, which is returned.
+pub fn read_lines(
+    cmd: &mut Command,
+    mut on_line: impl FnMut(&str),
+) -> Result<(ExitStatus, String)> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{}`", describe(cmd)))?;
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    // Drained on its own thread: a full stderr pipe would block the child, and with it
+    // the stdout we are reading.
+    let errors = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut bytes = Vec::new();
+    while reader.read_until(b'\n', &mut bytes)? > 0 {
+        let line = String::from_utf8_lossy(&bytes);
+        on_line(line.trim_end_matches(['\n', '\r']));
+        bytes.clear();
+    }
+    let status = child.wait()?;
+    let stderr = errors.join().unwrap_or_default();
+    Ok((status, stderr))
 }
 
 /// Runs `cmd` without showing anything, keeping its output.

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::exercises;
+use crate::order;
+use crate::repo;
 use crate::workspace;
 
 /// Brings `dest` in line with the workspace, stripping the exercises whose id
@@ -46,13 +48,17 @@ pub fn sync(dest: &Path, select: impl Fn(&str) -> bool) -> Result<Vec<String>> {
     Ok(stripped)
 }
 
-/// Writes a student copy into `dir`: every tracked file, every exercise stripped.
+/// Writes a student copy into `dir`: every tracked file, every exercise stripped, as
+/// the first commit of a git repository.
 ///
 /// `dir` must be new or empty, and outside the workspace: a copy inside it would be
 /// copied along the next time, and cargo would take it for part of the workspace.
 pub fn student(dir: &Path) -> Result<()> {
     if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        bail!("{} is not empty", dir.display());
+        bail!(
+            "{} is not empty: choose a new or empty directory",
+            dir.display()
+        );
     }
     let root = workspace::root().canonicalize()?;
     if absolute(dir)?.starts_with(&root) {
@@ -63,18 +69,38 @@ pub fn student(dir: &Path) -> Result<()> {
         );
     }
     let stripped = sync(dir, |_| true)?;
-    println!("student copy written to {}", dir.display());
-    println!("{} exercises stripped:", stripped.len());
-    for exercise in exercises::find()? {
-        if stripped.contains(&exercise.id()) {
-            println!(
-                "  {:<28} {}  {}",
-                exercise.id(),
-                exercise.file.display(),
-                exercise.hint
-            );
-        }
+    let message = format!(
+        "The student copy of keel: {} exercises to do\n\n\
+         Written by `cargo xtask exercises`. `git diff` shows your work since.",
+        stripped.len()
+    );
+    repo::init(dir, &message).with_context(|| {
+        format!(
+            "the copy is written to {}, but it could not be made a git repository",
+            dir.display()
+        )
+    })?;
+    println!(
+        "student copy written to {} (a git repository: `git diff` shows your work)",
+        dir.display()
+    );
+    println!("{} exercises, in the order to do them:", stripped.len());
+    let placed = order::in_book_order(exercises::find_in(dir)?, dir);
+    let ours = placed
+        .iter()
+        .filter(|p| stripped.contains(&p.exercise.id()));
+    for (i, placed) in ours.enumerate() {
+        let exercise = &placed.exercise;
+        println!("  {:>2}. {:<24} {}", i + 1, exercise.id(), exercise.place());
     }
+    let first = workspace::stages()?.into_iter().next().unwrap_or_default();
+    println!(
+        "then, as root (the graders need it):\n  \
+         cd {}\n  \
+         cargo xtask grade {first}    the scoreboard of {first}\n  \
+         cargo xtask book             the book as you see it: book/build/index.html",
+        dir.display()
+    );
     Ok(())
 }
 
@@ -172,6 +198,47 @@ mod tests {
         sync_file(b"two", 0o755, &file).unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"two");
         assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o755);
+    }
+
+    /// The copy a student starts from: every file git lists, every exercise a stub at
+    /// the line it names, all of it committed.
+    #[test]
+    fn the_student_copy_is_a_repository_with_every_exercise_stripped() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("student");
+        student(&copy).unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(&copy)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(git(&["rev-list", "--count", "HEAD"]), "1\n");
+        assert_eq!(git(&["status", "--porcelain"]), "");
+        let mut committed: Vec<PathBuf> = git(&["ls-files"]).lines().map(PathBuf::from).collect();
+        committed.sort();
+        assert_eq!(committed, workspace::tracked_files().unwrap());
+
+        let reference = exercises::find().unwrap();
+        let stripped = exercises::find_in(&copy).unwrap();
+        let ids = |list: &[exercises::Exercise]| list.iter().map(|e| e.id()).collect::<Vec<_>>();
+        assert_eq!(ids(&stripped), ids(&reference));
+        for exercise in &stripped {
+            assert!(exercise.is_stub(), "{} is not stripped", exercise.id());
+            let text = fs::read_to_string(copy.join(&exercise.file)).unwrap();
+            let line = text.lines().nth(exercise.line - 1).unwrap();
+            assert!(
+                line.contains("// EXERCISE:"),
+                "{}: {line}",
+                exercise.place()
+            );
+        }
+
+        let again = student(&copy).unwrap_err().to_string();
+        assert!(again.contains("is not empty"), "{again}");
     }
 
     #[test]

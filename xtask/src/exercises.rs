@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -51,12 +51,34 @@ pub struct Exercise {
     pub hint: String,
     /// The file holding it, relative to the workspace root.
     pub file: PathBuf,
+    /// The 1-based line of its `// EXERCISE:` comment, where a student starts.
+    pub line: usize,
+    /// The lines between the `// EXERCISE:` comment and the end: the solution in the
+    /// reference, the `todo!()` in a fresh student copy, the student's work later.
+    pub body: String,
 }
 
 impl Exercise {
     /// `stage01/clone_flags`
     pub fn id(&self) -> String {
         format!("{}/{}", self.stage, self.name)
+    }
+
+    /// `stage01-pidns/src/pid.rs:25`
+    pub fn place(&self) -> String {
+        format!("{}:{}", self.file.display(), self.line)
+    }
+
+    /// The line a student copy has instead of the solution, unindented:
+    /// `todo!("stage01/clone_flags: <hint>")`.
+    pub fn stub(&self) -> String {
+        todo_line("", &self.id(), &self.hint).trim().to_owned()
+    }
+
+    /// Whether the body is still the `todo!()` a student copy starts with: nothing to
+    /// prove there, and nothing a grader can pass.
+    pub fn is_stub(&self) -> bool {
+        self.body.trim() == self.stub()
     }
 }
 
@@ -171,28 +193,25 @@ pub fn strip(
     Ok((out, cuts.into_iter().map(|a| a.name).collect()))
 }
 
-/// Every exercise of the workspace, in file order.
+/// Every exercise of the workspace, in file order, as the files are on disk.
+pub fn find() -> Result<Vec<Exercise>> {
+    find_in(workspace::root())
+}
+
+/// Every exercise of the workspace or copy at `root`, in file order.
 ///
 /// Fails if a file's anchors do not pair up or a stage has two exercises of one name
 /// (the name is also the module of its graders, so it must be unique in the stage).
-pub fn find() -> Result<Vec<Exercise>> {
+pub fn find_in(root: &Path) -> Result<Vec<Exercise>> {
     let mut found: Vec<Exercise> = Vec::new();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
-    for rel in workspace::tracked_files()? {
+    for rel in workspace::stage_sources(root)? {
         let Some(stage) = workspace::stage_source(&rel) else {
             continue;
         };
-        let text = fs::read_to_string(workspace::root().join(&rel))
+        let text = fs::read_to_string(root.join(&rel))
             .with_context(|| format!("reading {}", rel.display()))?;
-        let anchors = anchors(&text).with_context(|| format!("in {}", rel.display()))?;
-        for anchor in anchors {
-            let Some(hint) = anchor.hint else { continue };
-            let exercise = Exercise {
-                stage: stage.to_owned(),
-                name: anchor.name,
-                hint,
-                file: rel.clone(),
-            };
+        for exercise in in_file(&text, stage, &rel)? {
             if let Some(first) = seen.insert(exercise.id(), rel.clone()) {
                 bail!(
                     "exercise {} is defined twice: in {} and in {}",
@@ -205,6 +224,29 @@ pub fn find() -> Result<Vec<Exercise>> {
         }
     }
     Ok(found)
+}
+
+/// The exercises of one source file `rel` of `stage`, whose text is `text`.
+fn in_file(text: &str, stage: &str, rel: &Path) -> Result<Vec<Exercise>> {
+    let anchors = anchors(text).with_context(|| {
+        format!(
+            "in {} (each exercise sits between its ANCHOR and ANCHOR_END lines: \
+             put back any that are gone)",
+            rel.display()
+        )
+    })?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let exercises = anchors.into_iter().filter_map(|anchor| {
+        Some(Exercise {
+            stage: stage.to_owned(),
+            line: anchor.start + 2,
+            body: lines[anchor.solution()].concat(),
+            hint: anchor.hint?,
+            name: anchor.name,
+            file: rel.to_path_buf(),
+        })
+    });
+    Ok(exercises.collect())
 }
 
 #[cfg(test)]
@@ -257,6 +299,26 @@ fn helper() {}
 // ANCHOR_END: shown_in_the_book
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_stripped_exercise_is_a_stub_and_the_reference_is_not() {
+        let file = Path::new("stage01-pidns/src/pid.rs");
+        let reference = in_file(PID, "stage01", file).unwrap();
+        assert_eq!(reference.len(), 1);
+        let exercise = &reference[0];
+        assert_eq!(exercise.place(), "stage01-pidns/src/pid.rs:4");
+        assert_eq!(
+            exercise.body,
+            "        CloneFlags::CLONE_NEWPID\n            | CloneFlags::CLONE_NEWNS\n"
+        );
+        assert!(!exercise.is_stub());
+        let (stripped, _) = strip(PID, "stage01", |_| true).unwrap();
+        let stub = in_file(&stripped, "stage01", file).unwrap();
+        assert!(stub[0].is_stub(), "{:?}", stub[0].body);
+        let (other, _) = strip(PID, "stage02", |_| true).unwrap();
+        let foreign = in_file(&other, "stage01", file).unwrap();
+        assert!(!foreign[0].is_stub(), "a todo!() of another exercise");
     }
 
     #[test]

@@ -1,73 +1,22 @@
-//! `cargo xtask grade [stageNN]`: runs the graders and prints a scoreboard, one row per
-//! exercise and one for the stage's general tests.
+//! `cargo xtask grade [stageNN]`: builds and runs the graders, then prints the
+//! scoreboard (see [`crate::scoreboard`]), in the keel workspace or in a student copy.
 //!
-//! An exercise is done (✓) when its tests ran and none failed; ✗ when one failed or it
-//! has no test; `?` when every test was skipped because this machine lacks something
-//! (see the `SKIP:` lines). The exit code is 0 when everything passed and 1 otherwise
-//! (a failed test, an exercise not done, or code that does not compile), so that
-//! scripts can wait for a stage to be done.
+//! The output stays short: the compiler's errors are shown, its warnings only counted
+//! (a student copy has pages of them about the code its `todo!()`s leave unused), and
+//! the graders' own output is read, not shown. The exit code is 0 when everything is
+//! done and 1 otherwise (a failed grader, an exercise not done, code that does not
+//! compile), so that scripts can wait for a stage to be done.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
-use crate::exercises::{self, Exercise};
+use crate::exercises;
 use crate::graders::{self, Graders, Report};
-use crate::libtest::{Outcome, TestLine};
+use crate::order;
+use crate::scoreboard::{self, Stage};
 use crate::workspace;
-
-/// Tallies of a set of tests.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    pub passed: usize,
-    pub failed: usize,
-    /// Skipped because the machine lacks something, or marked `#[ignore]`.
-    pub skipped: usize,
-}
-
-impl Tally {
-    pub fn of<'a>(tests: impl IntoIterator<Item = &'a TestLine>) -> Tally {
-        let mut tally = Tally::default();
-        for test in tests {
-            match test.outcome {
-                Outcome::Passed => tally.passed += 1,
-                Outcome::Failed => tally.failed += 1,
-                Outcome::Ignored | Outcome::Skipped => tally.skipped += 1,
-            }
-        }
-        tally
-    }
-
-    pub fn add(&mut self, other: Tally) {
-        self.passed += other.passed;
-        self.failed += other.failed;
-        self.skipped += other.skipped;
-    }
-
-    /// The tests that ran to a verdict.
-    pub fn ran(&self) -> usize {
-        self.passed + self.failed
-    }
-
-    /// ✓ done, ✗ not done, ? could not be told on this machine.
-    pub fn mark(&self) -> char {
-        match (self.failed, self.passed, self.skipped) {
-            (0, 0, 1..) => '?',
-            (0, 1.., _) => '✓',
-            _ => '✗',
-        }
-    }
-}
-
-/// One row of the scoreboard.
-fn row(mark: char, label: &str, tally: Tally) -> String {
-    let skipped = match tally.skipped {
-        0 => String::new(),
-        n => format!("  ({n} skipped)"),
-    };
-    let score = format!("{}/{}", tally.passed, tally.ran());
-    format!("  {mark} {label:<28} {score:>7}{skipped}")
-}
 
 /// Grades `stage` (e.g. `stage01`, or `stage01-pidns`), or every stage.
 pub fn run(stage: Option<&str>) -> Result<ExitCode> {
@@ -82,90 +31,51 @@ pub fn run(stage: Option<&str>) -> Result<ExitCode> {
             vec![id.to_owned()]
         }
     };
-    let exercises = exercises::find()?;
+    let placed = order::in_book_order(exercises::find()?, workspace::root());
     let graders = Graders::here();
     let mut board = Vec::new();
-    let (mut done, mut total_exercises, mut all_tests) = (0, 0, Tally::default());
-    let mut broken = false;
+    let mut warnings = HashSet::new();
     for stage in &stages {
-        let ours: Vec<&Exercise> = exercises.iter().filter(|e| &e.stage == stage).collect();
-        total_exercises += ours.len();
-        board.push(stage.clone());
-        let report = if !graders::exist(&graders.dir, stage) {
-            board.push(format!("    (no graders: tests/{stage}.rs is missing)"));
-            broken |= !ours.is_empty();
-            Report::default()
-        } else {
-            println!("==> grading {stage}");
-            if graders.build(stage, false)?.is_ok() {
-                graders.run(stage, None, false)?
-            } else {
-                board.push("    (does not compile: see the errors above)".to_owned());
-                broken = true;
-                Report::default()
-            }
-        };
-        for exercise in &ours {
-            let tally = Tally::of(report.of_exercise(&exercise.name));
-            done += usize::from(tally.mark() == '✓');
-            board.push(row(tally.mark(), &exercise.name, tally));
-        }
-        let general = Tally::of(general_tests(&report, &ours));
-        if general != Tally::default() {
-            board.push(row(general.mark(), "general", general));
-        }
-        all_tests.add(Tally::of(&report.tests));
+        let ours: Vec<_> = placed
+            .iter()
+            .filter(|p| &p.exercise.stage == stage)
+            .collect();
+        let chapter = ours.iter().find_map(|p| p.chapter.clone());
+        let exercises = ours.iter().map(|p| p.exercise.clone()).collect();
+        let (report, not_run) = grade(&graders, stage, &mut warnings)?;
+        board.push(Stage::grade(stage, chapter, exercises, &report, not_run));
     }
+    let everything: Vec<_> = placed.into_iter().map(|p| p.exercise).collect();
     println!();
-    for line in &board {
-        println!("{line}");
-    }
-    let skipped = match all_tests.skipped {
-        0 => String::new(),
-        n => format!(" ({n} skipped)"),
-    };
-    println!(
-        "score: {done}/{total_exercises} exercises, {}/{} tests{skipped}",
-        all_tests.passed,
-        all_tests.ran()
+    print!(
+        "{}",
+        scoreboard::render(&board, &everything, warnings.len())
     );
-    let perfect = !broken && all_tests.failed == 0 && done == total_exercises;
-    Ok(if perfect {
+    Ok(if board.iter().all(Stage::all_done) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-/// The tests that grade no exercise of the stage.
-fn general_tests<'a>(report: &'a Report, exercises: &[&Exercise]) -> Vec<&'a TestLine> {
-    let graded = |test: &TestLine| {
-        exercises
-            .iter()
-            .any(|e| graders::module(&test.name) == e.name)
-    };
-    report.tests.iter().filter(|t| !graded(t)).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn test(outcome: Outcome) -> TestLine {
-        TestLine {
-            name: "a::b".into(),
-            outcome,
-        }
+/// Builds and runs the graders of `stage`: their report, or why they did not run.
+fn grade(
+    graders: &Graders,
+    stage: &str,
+    warnings: &mut HashSet<String>,
+) -> Result<(Report, Option<String>)> {
+    if !graders::exist(&graders.dir, stage) {
+        let missing = format!("no graders: tests/{stage}.rs is missing");
+        return Ok((Report::default(), Some(missing)));
     }
-
-    #[test]
-    fn marks_tell_done_from_not_done_from_unknown() {
-        let passed = test(Outcome::Passed);
-        let failed = test(Outcome::Failed);
-        let skipped = test(Outcome::Skipped);
-        assert_eq!(Tally::of([&passed, &skipped]).mark(), '✓');
-        assert_eq!(Tally::of([&passed, &failed]).mark(), '✗');
-        assert_eq!(Tally::of([&skipped]).mark(), '?');
-        assert_eq!(Tally::of([]).mark(), '✗');
+    println!("==> {stage}: building the graders");
+    let build = graders.build(stage)?;
+    warnings.extend(build.warnings);
+    if let Some(errors) = build.errors {
+        eprintln!("{}", errors.trim_end());
+        let reason = "does not compile: see the compiler's errors above".to_owned();
+        return Ok((Report::default(), Some(reason)));
     }
+    println!("==> {stage}: running the graders");
+    Ok((graders.run(stage, None, true)?, None))
 }

@@ -125,6 +125,42 @@ pub fn read_skip_log(log: &Path) -> Vec<Skip> {
         .collect()
 }
 
+/// What each failed test printed, from the `failures:` part of libtest's report:
+///
+/// ```text
+/// failures:
+///
+/// ---- mount_proc::ls_proc stdout ----
+/// <what the test printed, and its panic message>
+///
+/// failures:
+///     mount_proc::ls_proc
+/// ```
+///
+/// A section starts at the header of a test that `failed` names and ends at the next
+/// such header, or at the last `failures:` line (the list of names): a test's own
+/// output may hold any other line.
+pub fn failure_outputs<'a>(stdout: &'a str, failed: &[&str]) -> Vec<(String, String)> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let header = |line: &'a str| -> Option<&'a str> {
+        let name = line.strip_prefix("---- ")?.strip_suffix(" stdout ----")?;
+        failed.contains(&name).then_some(name)
+    };
+    let last_list = lines.iter().rposition(|line| *line == "failures:");
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(name) = header(line) {
+            sections.push((name.to_owned(), String::new()));
+        } else if Some(i) == last_list {
+            break;
+        } else if let Some((_, output)) = sections.last_mut() {
+            output.push_str(line);
+            output.push('\n');
+        }
+    }
+    sections
+}
+
 /// The results of one test binary's run: its test lines, with those the skip log names
 /// turned into [`Outcome::Skipped`].
 pub fn results(stdout: &str, skips: &[Skip]) -> Vec<TestLine> {
@@ -186,6 +222,49 @@ mod tests {
         assert_eq!(skip.test, "clone_flags::ps_sees_one");
         assert_eq!(skip.reason, "not root");
         assert_eq!(parse_skip_line(""), None);
+    }
+
+    #[test]
+    fn reads_what_each_failed_test_printed() {
+        let out = "\
+running 3 tests
+test a::x ... FAILED
+test a::y ... ok
+test b::z ... FAILED
+
+failures:
+
+---- a::x stdout ----
+thread 'a::x' panicked at tests/stage01.rs:5:9:
+failures:
+---- a::y stdout ----
+
+---- b::z stdout ----
+not yet implemented: stage01/a: hint
+
+failures:
+    a::x
+    b::z
+
+test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out
+";
+        let sections = failure_outputs(out, &["a::x", "b::z"]);
+        assert_eq!(
+            sections,
+            [
+                (
+                    "a::x".to_owned(),
+                    "thread 'a::x' panicked at tests/stage01.rs:5:9:\nfailures:\n\
+                     ---- a::y stdout ----\n\n"
+                        .to_owned()
+                ),
+                (
+                    "b::z".to_owned(),
+                    "not yet implemented: stage01/a: hint\n\n".to_owned()
+                ),
+            ]
+        );
+        assert!(failure_outputs("test a::x ... FAILED\n", &["a::x"]).is_empty());
     }
 
     #[test]

@@ -15,9 +15,15 @@ mod exercises;
 mod grade;
 mod graders;
 mod libtest;
+mod order;
 mod probe;
+mod repo;
 mod rootfs;
+mod scoreboard;
 mod setup;
+mod student_book;
+mod todos;
+mod transcripts;
 mod workspace;
 
 use std::path::PathBuf;
@@ -39,10 +45,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Run every check CI runs: setup, fmt, clippy, tests, exercises, book.
+    /// Run every check CI runs: setup, fmt, clippy, tests, exercises, book, transcripts.
     Test,
-    /// Write a student copy of the workspace (exercises stripped) into DIR, or with
-    /// --check prove that the graders catch every stripped exercise.
+    /// Write a student copy of the workspace (exercises stripped, a git repository of
+    /// its own) into DIR, or with --check prove that the graders catch every stripped
+    /// exercise.
     Exercises {
         /// An empty or new directory outside the workspace.
         #[arg(required_unless_present = "check", conflicts_with = "check")]
@@ -56,8 +63,19 @@ enum Task {
         /// One stage, e.g. stage01 (default: every stage).
         stage: Option<String>,
     },
-    /// Check the book's includes and build it with mdBook.
-    Book,
+    /// Check the book's includes and build it with mdBook into book/build.
+    Book {
+        /// Build the students' book instead, into book/build-student: every exercise
+        /// shows its hint and todo!(), none its solution.
+        #[arg(long)]
+        student: bool,
+    },
+    /// Run the book's console blocks on a terminal and compare them with the book
+    /// (as root: it creates the book's users).
+    Transcripts {
+        /// Only these chapters (e.g. stage03), after what earlier ones make first.
+        chapters: Vec<String>,
+    },
     /// Time starting a container against unshare, bwrap, crun and runc; with `net`,
     /// stage 4's start-up and the throughput of its port drivers.
     Bench {
@@ -89,7 +107,13 @@ fn run(task: Task) -> Result<ExitCode> {
         }
         Task::Exercises { dir, .. } => copy::student(&dir.expect("clap requires DIR"))?,
         Task::Grade { stage } => return grade::run(stage.as_deref()),
-        Task::Book => book::run()?,
+        Task::Book { student: false } => book::run()?,
+        Task::Book { student: true } => student_book::run()?,
+        Task::Transcripts { chapters } => {
+            if transcripts::run(&chapters)?.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Task::Bench {
             what: None, runs, ..
         } => bench::run(runs)?,

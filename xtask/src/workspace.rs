@@ -1,5 +1,5 @@
-//! Where things are: the workspace root, its target directory, its stage crates and
-//! the files git tracks.
+//! Where things are: the workspace root, its target directory, its stage crates, their
+//! sources and the files git tracks.
 
 use std::env;
 use std::ffi::OsStr;
@@ -89,6 +89,46 @@ pub fn stages() -> Result<Vec<String>> {
     Ok(stages)
 }
 
+/// The Rust sources of every stage crate (`stageNN-x/src/**.rs`) of the workspace (or
+/// copy) at `root` as they are on disk, relative to it and sorted: what the compiler builds, and so where the
+/// exercises are. Git is not asked: grading works in any tree, a repository or not.
+pub fn stage_sources(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let name = PathBuf::from(entry?.file_name());
+        if stage_of(&name).is_some() {
+            rust_files(root, &name.join("src"), &mut files)?;
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Adds the `.rs` files under `rel` (relative to `root`) to `files`, skipping hidden
+/// names (editors' lock and swap files) and symlinks.
+fn rust_files(root: &Path, rel: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match std::fs::read_dir(root.join(rel)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", rel.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.as_bytes().starts_with(b".") {
+            continue;
+        }
+        let path = rel.join(&name);
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            rust_files(root, &path, files)?;
+        } else if kind.is_file() && path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
 /// Every file git tracks or would track (untracked but not ignored), relative to the
 /// root: what a copy of the workspace is made of.
 pub fn tracked_files() -> Result<Vec<PathBuf>> {
@@ -102,11 +142,15 @@ pub fn tracked_files() -> Result<Vec<PathBuf>> {
         ])
         .current_dir(root())
         .output()
-        .context("running git ls-files")?;
+        .context("running git ls-files (is git installed?)")?;
     if !out.status.success() {
         bail!(
-            "git ls-files failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "git ls-files failed in {}: {}\n\
+             A copy of the workspace is made of the files git lists, so it must be a git \
+             repository: a clone of keel, or a student copy (`cargo xtask exercises DIR` \
+             makes one). To make this tree one: git init && git add -A",
+            root().display(),
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     let mut files: Vec<PathBuf> = out
