@@ -58,6 +58,17 @@ impl Net {
         Ok(Self { stage, runtime_dir })
     }
 
+    /// Runs with a `PATH` where no helper (slirp4netns, pasta) is found.
+    fn without_helpers(&mut self) {
+        let mut run_as = self.stage.user().expect("a user").clone();
+        for (key, value) in &mut run_as.env {
+            if key == "PATH" {
+                *value = "/nonexistent".into();
+            }
+        }
+        self.stage = self.stage.clone().as_user(run_as);
+    }
+
     /// The run directories left in the runtime directory.
     fn run_dirs(&self) -> Vec<String> {
         std::fs::read_dir(self.runtime_dir.path().join("keel"))
@@ -730,19 +741,48 @@ mod bad_input {
     fn slirp4netns_missing() {
         let user = need!(users::with_ranges());
         let mut net = need!(Net::as_user(user));
-        let mut run_as = net.stage.user().expect("a user").clone();
-        for (key, value) in &mut run_as.env {
-            if key == "PATH" {
-                *value = "/nonexistent".into();
-            }
-        }
-        net.stage = net.stage.clone().as_user(run_as);
+        net.without_helpers();
         let _leaks = LeakCheck::start();
         refused(
             &net,
             &["--network", "slirp4netns"],
             "apt-get install slirp4netns",
         );
+    }
+}
+
+/// No `--network`: slirp4netns where it can work, else `none` with a notice saying why.
+mod default_network {
+    use super::*;
+
+    #[test]
+    fn is_slirp4netns_when_installed() {
+        need!(net::installed("slirp4netns", "slirp4netns"));
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let out = net.stage.run().probe(["net"]).output();
+        out.expect_success();
+        let report: NetReport = out.json();
+        assert_eq!(report.names(), ["lo", "tap0"], "{report:?}");
+        assert!(!out.stderr.contains("notice"), "{out}");
+        net.assert_nothing_left();
+    }
+
+    #[test]
+    fn is_none_with_a_notice_without_slirp4netns() {
+        let mut net = need!(rootless());
+        net.without_helpers();
+        let _leaks = LeakCheck::start();
+        let out = net.stage.run().probe(["net"]).output();
+        out.expect_success();
+        let report: NetReport = out.json();
+        assert_eq!(report.names(), ["lo"], "{report:?}");
+        assert!(
+            out.stderr.contains("slirp4netns is not installed")
+                && out.stderr.contains("apt-get install slirp4netns"),
+            "the notice should say why there is no network, and how to get one\n{out}"
+        );
+        net.assert_nothing_left();
     }
 }
 

@@ -64,7 +64,7 @@ pub fn can_run(config: &Config) -> Result<()> {
 }
 
 /// slirp4netns and pasta need to open /dev/net/tun as the user.
-fn tun_usable() -> Result<()> {
+pub fn tun_usable() -> Result<()> {
     if nix::unistd::access(TUN, AccessFlags::R_OK | AccessFlags::W_OK).is_err() {
         bail!(
             "{TUN} is not readable and writable by you, and slirp4netns/pasta need it for \

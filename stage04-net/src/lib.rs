@@ -104,8 +104,13 @@ impl Stage for Stage04 {
 
     // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
+        let (mode, notice) = match args.network {
+            Some(mode) => (mode, None),
+            None => default_mode(),
+        };
         let config = Config {
-            mode: args.network.unwrap_or_else(default_mode),
+            mode,
+            notice,
             subnet: args.subnet,
             publish: args.publish.clone(),
             driver: args.port_driver,
@@ -147,13 +152,22 @@ impl Stage for Stage04 {
     }
 }
 
-/// slirp4netns when it is installed, else `none` (said once, in `prepare`).
-fn default_mode() -> Mode {
-    if helper::which("slirp4netns").is_some() {
-        Mode::Slirp4netns {
-            allow_host_loopback: false,
-        }
-    } else {
-        Mode::None
+/// The network a container gets without `--network`: slirp4netns when it can work here
+/// (installed, and `/dev/net/tun` usable), else `none`, with a notice that says why and
+/// how to get a network.
+fn default_mode() -> (Mode, Option<String>) {
+    let slirp = Mode::Slirp4netns {
+        allow_host_loopback: false,
+    };
+    match (helper::which("slirp4netns"), checks::tun_usable()) {
+        (Some(_), Ok(())) => (slirp, None),
+        (None, _) => (
+            Mode::None,
+            Some(
+                "no network but lo: slirp4netns is not installed (apt-get install slirp4netns)"
+                    .into(),
+            ),
+        ),
+        (Some(_), Err(err)) => (Mode::None, Some(format!("no network but lo: {err}"))),
     }
 }

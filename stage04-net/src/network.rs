@@ -30,6 +30,8 @@ use crate::{PortDriver, helper};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
+    /// Why the mode is less than the default could be, for the user (said in `prepare`).
+    pub notice: Option<String>,
     /// `--subnet`, for `--network bridge`.
     pub subnet: Option<Subnet>,
     pub publish: Vec<Publish>,
@@ -160,6 +162,9 @@ impl Layer for Network {
 
     fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
         crate::checks::can_run(&self.config)?;
+        if let Some(notice) = &self.config.notice {
+            eprintln!("stage04-net: notice: {notice}");
+        }
         if let Some(rootfs) = &self.config.rootfs {
             crate::checks::mount_points(rootfs)?;
         }
