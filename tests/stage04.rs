@@ -312,6 +312,59 @@ mod ports {
         net.assert_nothing_left();
     }
 
+    /// The dialer lives in the container's user and network namespaces: it must hold
+    /// none of the runtime's fds (its listening ports, its socket to the child, the
+    /// caller's terminal), only /dev/null and the socket it answers on.
+    #[test]
+    fn the_dialer_holds_only_its_socket() {
+        let user = need!(users::with_ranges());
+        let net = need!(Net::as_user(user));
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let publish = format!("127.0.0.1:{port}:80");
+        let mut running = net
+            .stage
+            .run()
+            .args(["--network", "none", "-p", &publish])
+            .sh("echo ready; read line; exit 0")
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        let container = running.container_pid();
+        let dialers: Vec<Pid> = keel_graders::running::children_of(running.pid())
+            .into_iter()
+            .filter(|pid| *pid != container)
+            .collect();
+        assert_eq!(
+            dialers.len(),
+            1,
+            "one dialer besides the container: {dialers:?}"
+        );
+        let fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{}/fd", dialers[0]))
+            .expect("the dialer's fds")
+            .flatten()
+            .map(|entry| {
+                let target = std::fs::read_link(entry.path()).unwrap_or_default();
+                (
+                    entry.file_name().to_string_lossy().into_owned(),
+                    target.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        running.close_stdin();
+        running.wait().expect_success();
+        let others: Vec<&(String, String)> = fds
+            .iter()
+            .filter(|(fd, target)| {
+                !(["0", "1", "2"].contains(&fd.as_str()) && target == "/dev/null")
+            })
+            .collect();
+        assert!(
+            others.len() == 1 && others[0].1.starts_with("socket:"),
+            "the dialer should hold /dev/null and one socket, and holds {fds:?}"
+        );
+        net.assert_nothing_left();
+    }
+
     #[test]
     fn builtin_driver_serves_a_container_without_network() {
         let user = need!(users::with_ranges());
@@ -507,6 +560,47 @@ mod etc_files {
             .output();
         out.expect_success();
         assert_eq!(out.stdout, "auto-1\n0\n", "{out}");
+    }
+
+    /// The rootfs belongs to the user, who makes its /etc/hosts a symlink to a file on
+    /// the host (for root's runs, /etc/shadow would do). A runtime that writes the file,
+    /// or binds over it after following the link on the host, changes the host's file.
+    #[test]
+    fn a_symlink_out_of_the_rootfs_is_not_followed() {
+        let user = need!(users::with_ranges());
+        need!(net::tun_usable());
+        let rootfs = need!(users::private_rootfs(user));
+        let victim = users::dir_owned_by(user.uid, user.gid, 0o755);
+        let target = victim.path().join("victim");
+        std::fs::write(&target, "the host's file\n").expect("write the victim");
+        let hosts = rootfs.path().join("etc/hosts");
+        std::fs::remove_file(&hosts).expect("remove the rootfs's /etc/hosts");
+        std::os::unix::fs::symlink(&target, &hosts).expect("plant the symlink");
+        let runtime_dir = users::dir_owned_by(user.uid, user.gid, 0o700);
+        let mut run_as = user.run_as();
+        run_as
+            .env
+            .push(("XDG_RUNTIME_DIR".into(), runtime_dir.path().into()));
+        let stage = Runtime::new(NAME, binary())
+            .with_options([Path::new("--rootfs"), rootfs.path()])
+            .as_user(run_as);
+        let _leaks = LeakCheck::start();
+        let out = stage
+            .run()
+            .args(["--network", "none"])
+            .sh("echo written > /etc/hosts; cat /etc/hosts")
+            .output();
+        out.expect_code(RUNTIME_FAILED);
+        assert!(
+            out.stderr.contains("/etc/hosts in the rootfs is a symlink")
+                && out.stderr.contains("replace the link"),
+            "the error should name the link and the fix\n{out}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("read the victim"),
+            "the host's file\n"
+        );
+        assert_eq!(std::fs::read_link(&hosts).expect("the link"), target);
     }
 
     #[test]
@@ -786,9 +880,144 @@ mod default_network {
     }
 }
 
+/// Where a run keeps its files, when the user has no `XDG_RUNTIME_DIR`: `/tmp/keel-UID`,
+/// on ground every user shares.
+mod run_directory {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// Another user made `/tmp/keel-UID` first, as a symlink to a directory of theirs,
+    /// to read (or replace) what the runtime writes there: the run is refused, with the
+    /// path and the fix, and nothing is written through the link.
+    #[test]
+    fn a_symlink_planted_in_tmp_is_refused() {
+        need!(users::require_root());
+        let user = need!(users::with_ranges());
+        let busybox = need!(users::accessible_busybox());
+        let planted = PathBuf::from(format!("/tmp/keel-{}", user.uid));
+        match std::fs::symlink_metadata(&planted) {
+            // Left by an earlier run of the user's: the user's own, and empty of runs.
+            Ok(meta) if meta.is_dir() && meta.uid() == user.uid => {
+                std::fs::remove_dir_all(&planted).expect("remove the user's old run directory")
+            }
+            Ok(_) => panic!("{} exists and is not the test user's", planted.display()),
+            Err(_) => {}
+        }
+        let attacker = tempfile::tempdir().expect("the attacker's directory");
+        std::fs::set_permissions(attacker.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod 0777");
+        std::os::unix::fs::symlink(attacker.path(), &planted).expect("plant the symlink");
+        let stage = Runtime::new(NAME, binary())
+            .with_options([Path::new("--rootfs"), busybox])
+            .as_user(user.run_as());
+        let out = stage
+            .run()
+            .args(["--network", "none"])
+            .cmd(["true"])
+            .output();
+        let written: Vec<_> = std::fs::read_dir(attacker.path())
+            .expect("the attacker's directory")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        std::fs::remove_file(&planted).expect("remove the planted symlink");
+        out.expect_code(RUNTIME_FAILED);
+        assert!(
+            out.stderr.contains(&planted.display().to_string())
+                && out.stderr.contains("XDG_RUNTIME_DIR"),
+            "the error should name {} and the fix\n{out}",
+            planted.display()
+        );
+        assert!(
+            written.is_empty(),
+            "the runtime wrote through the symlink: {written:?}"
+        );
+    }
+}
+
+/// The host's own loopback, out of the container's reach with pasta too.
+mod host_loopback {
+    use super::*;
+
+    /// Newer pasta maps its gateway's address to the host's loopback for any new
+    /// connection (`--map-host-loopback`, by default the gateway); keel asks it not to
+    /// (`--no-map-gw`), as slirp4netns's 10.0.2.2 is refused by default. (pasta of
+    /// 2023 maps only replies to connections the host started, so there the attack
+    /// fails with or without the flag.)
+    #[test]
+    fn pasta_keeps_the_host_loopback_out_of_reach() {
+        need!(net::installed("pasta", "passt"));
+        let net = need!(rootless());
+        let port = net::serve_on_host_loopback("from the host\n");
+        let _leaks = LeakCheck::start();
+        let report = net_report(&net.stage, &["--network", "pasta"]);
+        let gateway = report
+            .gateway
+            .clone()
+            .unwrap_or_else(|| panic!("pasta copies the host's default route: {report:?}"));
+        let out = net
+            .stage
+            .run()
+            .args(["--network", "pasta"])
+            .sh(&format!(
+                "wget -q -T 5 -O - http://{gateway}:{port}/; echo \"wget $?\""
+            ))
+            .output();
+        out.expect_success();
+        assert!(
+            !out.stdout.contains("from the host"),
+            "the container reached the host's loopback through {gateway}\n{out}"
+        );
+        net.assert_nothing_left();
+    }
+}
+
 /// The host's network, shared.
 mod host_network {
     use super::*;
+
+    /// An abstract unix socket (`@NAME`, no file) of the host, made by the test, and
+    /// whether a container with `network` connects to it.
+    fn reaches_the_hosts_abstract_socket(net: &Net, network: &str) -> bool {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("keel-grader-{}-{network}", std::process::id());
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .expect("an abstract name");
+        let _listener =
+            std::os::unix::net::UnixListener::bind_addr(&address).expect("bind the socket");
+        let out = net
+            .stage
+            .run()
+            .args(["--network", network])
+            .probe(["abstract", &name])
+            .output();
+        out.expect_success();
+        let report: serde_json::Value = out.json();
+        report["connected"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("the probe's answer: {out}"))
+    }
+
+    /// containerd's shim listened on an abstract socket, and every container started
+    /// with the host's network could connect to it and drive containerd as root
+    /// (CVE-2020-15257). Abstract names belong to a network namespace: a container with
+    /// a namespace of its own reaches none of the host's...
+    #[test]
+    fn an_abstract_socket_of_the_host_is_out_of_reach() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        assert!(!reaches_the_hosts_abstract_socket(&net, "none"));
+        net.assert_nothing_left();
+    }
+
+    /// ...and `--network host` gives that up, with the rest of the host's network.
+    #[test]
+    fn with_the_hosts_network_the_hosts_abstract_sockets_are_reached() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        assert!(reaches_the_hosts_abstract_socket(&net, "host"));
+        net.assert_nothing_left();
+    }
 
     #[test]
     fn the_container_is_in_the_hosts_network_namespace() {

@@ -120,8 +120,23 @@ impl Root {
                 Err(Errno::ENOENT) => {
                     let parent = self.resolve(&done, OFlag::O_DIRECTORY)?;
                     let file = i + 1 == parts.len() && !is_dir;
-                    create_one(&parent, part.as_os_str(), file)
-                        .with_context(|| format!("creating {} in the rootfs", next.display()))?;
+                    match create_one(&parent, part.as_os_str(), file) {
+                        Ok(()) => {}
+                        // The name exists, yet resolving it found nothing: a symlink
+                        // whose target is not in the rootfs (perhaps on the host).
+                        Err(Errno::EEXIST) => bail!(
+                            "{} in the rootfs is a symlink to a path the rootfs does not \
+                             have: keel follows links inside the rootfs, never out of it, \
+                             and makes no target for one; make the link's target in the \
+                             rootfs, or replace the link with a plain file or directory",
+                            next.display()
+                        ),
+                        Err(errno) => {
+                            return Err(errno).with_context(|| {
+                                format!("creating {} in the rootfs", next.display())
+                            });
+                        }
+                    }
                 }
                 Err(errno) => {
                     return Err(errno)

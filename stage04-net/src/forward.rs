@@ -294,6 +294,12 @@ impl Dialer {
                 if nix::sched::setns(&net, CloneFlags::CLONE_NEWNET).is_err() {
                     std::process::exit(1);
                 }
+                // A process in the container's namespaces holds nothing of the
+                // runtime's: not its listening ports, its signalfd or its socket to
+                // the child; only the socket it answers on.
+                if keep_only(theirs.as_raw_fd()).is_err() {
+                    std::process::exit(1);
+                }
                 serve(&theirs);
                 std::process::exit(0);
             }
@@ -390,4 +396,16 @@ fn serve(socket: &OwnedFd) {
             ),
         };
     }
+}
+
+/// Closes every fd above stderr but `keep` (`close_range(2)`, twice).
+fn keep_only(keep: RawFd) -> nix::Result<()> {
+    let keep = u32::try_from(keep).map_err(|_| nix::errno::Errno::EBADF)?;
+    for (first, last) in [(3, keep.wrapping_sub(1)), (keep + 1, u32::MAX)] {
+        if first <= last {
+            // SAFETY: close_range only closes fds; none below is used again but `keep`.
+            nix::errno::Errno::result(unsafe { libc::close_range(first, last, 0) })?;
+        }
+    }
+    Ok(())
 }

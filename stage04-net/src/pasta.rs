@@ -79,6 +79,10 @@ pub fn start(binary: &Path, pid: Pid, publish: &[Publish], dir: &Path) -> Result
         .args(["-t", &ports(Proto::Tcp), "-u", &ports(Proto::Udp)])
         // Nothing from the container to the host's own ports but what it connects to.
         .args(["-T", "none", "-U", "none"])
+        // And not the host's loopback through the gateway's address, which pasta
+        // (like slirp4netns's 10.0.2.2) would otherwise map there: a server on the
+        // host's 127.0.0.1 trusts that only the host reaches it.
+        .arg("--no-map-gw")
         .arg("--pid")
         .arg(&pid_file)
         .arg(pid.as_raw().to_string())

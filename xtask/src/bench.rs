@@ -143,8 +143,10 @@ const CONTENDERS: &[Contender] = &[
 ];
 
 /// Stage 4's start-up (`cargo xtask bench net`): with no network, and with each
-/// rootless one, against stage 3's, as the same user. `{baseline}` marks the row the
-/// others are compared with.
+/// rootless one, against stage 3's, as the same user. `host` has the run directory and
+/// the /etc files but no network namespace; the "no reexec" rows start from a sealed
+/// copy, so that they show what is left without the copy, which costs more for the
+/// larger binary.
 const NET_CONTENDERS: &[Contender] = &[
     Contender {
         name: "stage03-userns",
@@ -155,6 +157,24 @@ const NET_CONTENDERS: &[Contender] = &[
     Contender {
         name: "stage04 none",
         line: "{release}/stage04-net run --rootfs {rootfs} --network none -- /bin/true",
+        package: Some("stage04-net"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage04 host",
+        line: "{release}/stage04-net run --rootfs {rootfs} --network host -- /bin/true",
+        package: Some("stage04-net"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage03 no reexec",
+        line: "{sealed}/stage03-userns run --rootfs {rootfs} -- /bin/true",
+        package: Some("stage03-userns"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage04 none no reexec",
+        line: "{sealed}/stage04-net run --rootfs {rootfs} --network none -- /bin/true",
         package: Some("stage04-net"),
         runs_as: As::User,
     },
@@ -356,8 +376,9 @@ impl Setup {
             .iter()
             .map(|c| c.command(&self.places, ids))
             .collect();
+        let width = name_width(chosen);
         for (contender, command) in chosen.iter().zip(&commands) {
-            println!("{:<18} {}", contender.name, cmd::describe(command));
+            println!("{:<width$} {}", contender.name, cmd::describe(command));
         }
         let mut costs: Vec<Vec<Cost>> = vec![Vec::with_capacity(runs); chosen.len()];
         for round in 0..WARM_UP + runs {
@@ -523,8 +544,9 @@ fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize, ba
     println!(
         "\n{who}: {runs} runs each, taking turns, after {WARM_UP} warm-up rounds; times in ms"
     );
+    let width = name_width(chosen);
     println!(
-        "{:<16} {:>8} {:>8} {:>8} {:>9}  vs {}",
+        "{:<width$} {:>8} {:>8} {:>8} {:>9}  vs {}",
         "command",
         "median",
         "p10",
@@ -536,7 +558,7 @@ fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize, ba
         let median = ms(percentile(&walls[i], 50.0));
         let ratio = baseline.map_or("-".to_owned(), |(_, base)| format!("{:.2}x", median / base));
         println!(
-            "{:<16} {median:>8.2} {:>8.2} {:>8.2} {:>9.2}  {ratio}",
+            "{:<width$} {median:>8.2} {:>8.2} {:>8.2} {:>9.2}  {ratio}",
             contender.name,
             ms(percentile(&walls[i], 10.0)),
             ms(percentile(&walls[i], 90.0)),
@@ -554,6 +576,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let (low, high) = (position.floor() as usize, position.ceil() as usize);
     let weight = position - low as f64;
     sorted[low].mul_f64(1.0 - weight) + sorted[high].mul_f64(weight)
+}
+
+/// The width of the name column: the longest name.
+fn name_width(chosen: &[&Contender]) -> usize {
+    chosen
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("command".len())
 }
 
 #[cfg(test)]

@@ -32,6 +32,10 @@ struct Driver {
     needs: &'static str,
 }
 
+/// The probe on the host's loopback, with no container and no forwarder: the ceiling
+/// of what any driver could reach on this machine.
+const LOOPBACK: &str = "loopback, no container";
+
 const DRIVERS: &[Driver] = &[
     Driver {
         name: "slirp4netns",
@@ -72,6 +76,9 @@ pub fn throughput(setup: &Setup, mib: u64) -> Result<()> {
         "{:<24} {:>16} {:>16}",
         "driver", "host->container", "container->host"
     );
+    let (into, out_of) =
+        rounds(|direction| measure_loopback(setup, user.uid, user.gid, direction, mib))?;
+    println!("{LOOPBACK:<24} {into:>11.0} MB/s {out_of:>11.0} MB/s");
     let mut slirp = None;
     for driver in DRIVERS {
         if workspace::which(driver.needs).is_none() {
@@ -81,27 +88,8 @@ pub fn throughput(setup: &Setup, mib: u64) -> Result<()> {
             );
             continue;
         }
-        let mut into = Vec::new();
-        let mut out_of = Vec::new();
-        for _ in 0..ROUNDS {
-            into.push(measure(
-                setup,
-                user.uid,
-                user.gid,
-                driver,
-                Direction::Into,
-                mib,
-            )?);
-            out_of.push(measure(
-                setup,
-                user.uid,
-                user.gid,
-                driver,
-                Direction::OutOf,
-                mib,
-            )?);
-        }
-        let (into, out_of) = (median(&mut into), median(&mut out_of));
+        let (into, out_of) =
+            rounds(|direction| measure(setup, user.uid, user.gid, driver, direction, mib))?;
         let ratio = match slirp {
             None => {
                 slirp = Some((into, out_of));
@@ -121,6 +109,17 @@ pub fn throughput(setup: &Setup, mib: u64) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The medians of [`ROUNDS`] measurements each way, taking turns.
+fn rounds(mut measure: impl FnMut(Direction) -> Result<f64>) -> Result<(f64, f64)> {
+    let mut into = Vec::new();
+    let mut out_of = Vec::new();
+    for _ in 0..ROUNDS {
+        into.push(measure(Direction::Into)?);
+        out_of.push(measure(Direction::OutOf)?);
+    }
+    Ok((median(&mut into), median(&mut out_of)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,10 +155,43 @@ fn measure(
         .arg(format!("127.0.0.1:{port}:{INSIDE}"))
         .arg("--")
         .arg("/bin/keel-probe");
+    probe_args(&mut command, INSIDE, direction, mib);
+    run_transfer(command, uid, gid, port, direction, mib, driver.name)
+}
+
+/// The same transfer with the probe run on the host, as the user, on a port of the
+/// host's loopback.
+fn measure_loopback(
+    setup: &Setup,
+    uid: u32,
+    gid: u32,
+    direction: Direction,
+    mib: u64,
+) -> Result<f64> {
+    let port = free_port()?;
+    let mut command = Command::new(setup.places.rootfs.join("bin/keel-probe"));
+    probe_args(&mut command, port, direction, mib);
+    run_transfer(command, uid, gid, port, direction, mib, LOOPBACK)
+}
+
+/// `sink PORT` or `source PORT MIB`.
+fn probe_args(command: &mut Command, port: u16, direction: Direction, mib: u64) {
     match direction {
-        Direction::Into => command.args(["sink", &INSIDE.to_string()]),
-        Direction::OutOf => command.args(["source", &INSIDE.to_string(), &mib.to_string()]),
+        Direction::Into => command.args(["sink", &port.to_string()]),
+        Direction::OutOf => command.args(["source", &port.to_string(), &mib.to_string()]),
     };
+}
+
+/// Starts `command` as the user, moves the data through `port`, and returns MB/s.
+fn run_transfer(
+    mut command: Command,
+    uid: u32,
+    gid: u32,
+    port: u16,
+    direction: Direction,
+    mib: u64,
+    name: &str,
+) -> Result<f64> {
     command
         .uid(uid)
         .gid(gid)
@@ -168,20 +200,20 @@ fn measure(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().context("starting stage04-net")?;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
     let result = transfer(&mut child, port, direction, mib);
     let output = child.wait_with_output()?;
     let rate = result.with_context(|| {
         format!(
-            "{} ({direction:?}): {}",
-            driver.name,
+            "{name} ({direction:?}): {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )
     })?;
     if !output.status.success() {
         bail!(
-            "{} ({direction:?}) failed ({}): {}",
-            driver.name,
+            "{name} ({direction:?}) failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         );

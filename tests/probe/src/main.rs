@@ -12,6 +12,7 @@
 //! keel-probe orphan          make an orphan, and see whether PID 1 reaps it
 //! keel-probe net             the links, whether they are up, their addresses, the gateway
 //! keel-probe udp-once PORT   bind UDP PORT, say so, print the first datagram
+//! keel-probe abstract NAME    connect to the abstract unix socket @NAME: reachable or not
 //! keel-probe sink PORT       read one TCP connection to the end, answer with the count
 //! keel-probe source PORT MIB write MIB mebibytes to one TCP connection
 //! keel-probe clear-pdeathsig MARKER   clear the parent-death signal, say so, wait forever
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         ["orphan"] => session::orphan(),
         ["net"] => net::net(),
         ["udp-once", port] => net::udp_once(port),
+        ["abstract", name] => net::abstract_socket(name),
         ["sink", port] => net::sink(port),
         ["source", port, mib] => net::source(port, mib),
         ["clear-pdeathsig", _marker] => session::clear_pdeathsig(),
@@ -60,7 +62,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: keel-probe [report | breakout MARKER | read PATH | setgroups | \
-                 init-module | settime | mount SRC DST FSTYPE | tiocsti TEXT | orphan | net | udp-once PORT | sink PORT | source PORT MIB | \
+                 init-module | settime | mount SRC DST FSTYPE | tiocsti TEXT | orphan | net | udp-once PORT | abstract NAME | sink PORT | source PORT MIB | \
                  clear-pdeathsig MARKER | ptmx [UID] | paths PATH...]"
             );
             return ExitCode::from(2);

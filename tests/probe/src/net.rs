@@ -166,3 +166,19 @@ pub fn source(port: &str, mib: &str) -> Value {
     while let Ok(1..) = client.read(&mut buf) {}
     json!({ "sent": mib << 20 })
 }
+
+/// `keel-probe abstract NAME`: connects to the abstract unix socket `@NAME`. Abstract
+/// names have no file: they belong to a network namespace, so a container in the
+/// host's network namespace reaches every such socket of the host.
+pub fn abstract_socket(name: &str) -> Value {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let address = match SocketAddr::from_abstract_name(name.as_bytes()) {
+        Ok(address) => address,
+        Err(err) => return json!({ "error": err.to_string() }),
+    };
+    match UnixStream::connect_addr(&address) {
+        Ok(_) => json!({ "connected": true }),
+        Err(err) => json!({ "connected": false, "error": err.to_string() }),
+    }
+}
