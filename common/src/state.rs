@@ -31,6 +31,7 @@ pub fn runtime_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+// ANCHOR: private_dir
 /// Makes `dir` if missing, and checks that it is a directory of `uid`'s that no one else
 /// may write. Others may pass through it (mode 0711) but not list it: a container's
 /// root under root's `--userns auto` is another host uid, and must reach the files a
@@ -55,6 +56,7 @@ fn private_dir(dir: &Path, uid: u32) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: private_dir
 
 /// A runtime process, told apart from a later one with the same PID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

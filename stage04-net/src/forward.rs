@@ -398,6 +398,7 @@ fn serve(socket: &OwnedFd) {
     }
 }
 
+// ANCHOR: keep_only
 /// Closes every fd above stderr but `keep` (`close_range(2)`, twice).
 fn keep_only(keep: RawFd) -> nix::Result<()> {
     let keep = u32::try_from(keep).map_err(|_| nix::errno::Errno::EBADF)?;
@@ -409,3 +410,4 @@ fn keep_only(keep: RawFd) -> nix::Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: keep_only
