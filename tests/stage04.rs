@@ -296,20 +296,32 @@ mod slirp_command {
 mod ports {
     use super::*;
 
-    #[test]
-    fn builtin_driver_serves_a_published_port() {
+    /// Serves a page from the container through a port published with `options`
+    /// (after checking that `program` of `package` is installed), and checks that the
+    /// port and everything else is released afterwards.
+    fn serves_through(helper: Option<(&str, &str)>, options: &[&str]) {
         let user = need!(users::with_ranges());
         let net = need!(Net::as_user(user));
-        need!(net::installed("slirp4netns", "slirp4netns"));
+        if let Some((program, package)) = helper {
+            need!(net::installed(program, package));
+        }
         let _leaks = LeakCheck::start();
         let port = net::free_port();
-        let body = fetch_through(&net, user, &["--network", "slirp4netns"], port);
+        let body = fetch_through(&net, user, options, port);
         assert_eq!(body, "served from the container\n");
         assert!(
             !net::tcp_port_taken(port),
             "port {port} is still taken after the run"
         );
         net.assert_nothing_left();
+    }
+
+    #[test]
+    fn builtin_driver_serves_a_published_port() {
+        serves_through(
+            Some(("slirp4netns", "slirp4netns")),
+            &["--network", "slirp4netns"],
+        );
     }
 
     /// The dialer lives in the container's user and network namespaces: it must hold
@@ -367,59 +379,24 @@ mod ports {
 
     #[test]
     fn builtin_driver_serves_a_container_without_network() {
-        let user = need!(users::with_ranges());
-        let net = need!(Net::as_user(user));
-        let _leaks = LeakCheck::start();
-        let port = net::free_port();
-        let body = fetch_through(&net, user, &["--network", "none"], port);
-        assert_eq!(body, "served from the container\n");
-        net.assert_nothing_left();
+        serves_through(None, &["--network", "none"]);
     }
 
     #[test]
     fn slirp4netns_driver_serves_a_published_port() {
-        let user = need!(users::with_ranges());
-        let net = need!(Net::as_user(user));
-        need!(net::installed("slirp4netns", "slirp4netns"));
-        let _leaks = LeakCheck::start();
-        let port = net::free_port();
         let options = ["--network", "slirp4netns", "--port-driver", "slirp4netns"];
-        let body = fetch_through(&net, user, &options, port);
-        assert_eq!(body, "served from the container\n");
-        assert!(
-            !net::tcp_port_taken(port),
-            "port {port} is still taken after the run"
-        );
-        net.assert_nothing_left();
+        serves_through(Some(("slirp4netns", "slirp4netns")), &options);
     }
 
     #[test]
     fn pasta_driver_serves_a_published_port() {
-        let user = need!(users::with_ranges());
-        let net = need!(Net::as_user(user));
-        need!(net::installed("pasta", "passt"));
-        let _leaks = LeakCheck::start();
-        let port = net::free_port();
         let options = ["--network", "pasta", "--port-driver", "pasta"];
-        let body = fetch_through(&net, user, &options, port);
-        assert_eq!(body, "served from the container\n");
-        assert!(
-            !net::tcp_port_taken(port),
-            "port {port} is still taken after the run"
-        );
-        net.assert_nothing_left();
+        serves_through(Some(("pasta", "passt")), &options);
     }
 
     #[test]
     fn builtin_driver_with_pasta_serves_a_published_port() {
-        let user = need!(users::with_ranges());
-        let net = need!(Net::as_user(user));
-        need!(net::installed("pasta", "passt"));
-        let _leaks = LeakCheck::start();
-        let port = net::free_port();
-        let body = fetch_through(&net, user, &["--network", "pasta"], port);
-        assert_eq!(body, "served from the container\n");
-        net.assert_nothing_left();
+        serves_through(Some(("pasta", "passt")), &["--network", "pasta"]);
     }
 
     #[test]

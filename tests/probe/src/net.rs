@@ -119,14 +119,9 @@ pub fn sink(port: &str) -> Value {
     let Ok(port) = port.parse::<u16>() else {
         return json!({ "error": "PORT is a number" });
     };
-    let listener = match std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
-        Ok(listener) => listener,
-        Err(err) => return json!({ "error": err.to_string() }),
-    };
-    let _ = writeln!(std::io::stdout(), "{}", json!({ "listening": port }));
-    let _ = std::io::stdout().flush();
-    let Ok((mut client, _)) = listener.accept() else {
-        return json!({ "error": "accept" });
+    let mut client = match accept_one(port) {
+        Ok(client) => client,
+        Err(error) => return error,
     };
     let mut buf = vec![0u8; 1 << 20];
     let mut total: u64 = 0;
@@ -147,14 +142,9 @@ pub fn source(port: &str, mib: &str) -> Value {
     let (Ok(port), Ok(mib)) = (port.parse::<u16>(), mib.parse::<u64>()) else {
         return json!({ "error": "PORT and MIB are numbers" });
     };
-    let listener = match std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
-        Ok(listener) => listener,
-        Err(err) => return json!({ "error": err.to_string() }),
-    };
-    let _ = writeln!(std::io::stdout(), "{}", json!({ "listening": port }));
-    let _ = std::io::stdout().flush();
-    let Ok((mut client, _)) = listener.accept() else {
-        return json!({ "error": "accept" });
+    let mut client = match accept_one(port) {
+        Ok(client) => client,
+        Err(error) => return error,
     };
     let mut buf = vec![0u8; 1 << 20];
     for _ in 0..mib {
@@ -181,4 +171,18 @@ pub fn abstract_socket(name: &str) -> Value {
         Ok(_) => json!({ "connected": true }),
         Err(err) => json!({ "connected": false, "error": err.to_string() }),
     }
+}
+
+/// Listens on `0.0.0.0:port`, says so on stdout (the far end waits for that line), and
+/// accepts one connection.
+fn accept_one(port: u16) -> Result<std::net::TcpStream, Value> {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+        .map_err(|err| json!({ "error": err.to_string() }))?;
+    let _ = writeln!(std::io::stdout(), "{}", json!({ "listening": port }));
+    let _ = std::io::stdout().flush();
+    listener
+        .accept()
+        .map(|(client, _)| client)
+        .map_err(|err| json!({ "error": format!("accept: {err}") }))
 }
