@@ -8,6 +8,8 @@
 //! later marks its own close-on-exec too, so that none of the runtime's reach the
 //! command.
 
+use std::os::fd::RawFd;
+
 use anyhow::{Context, Result};
 
 // ANCHOR: close_inherited
@@ -20,3 +22,23 @@ pub fn close_inherited() -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: close_inherited
+
+// ANCHOR: close_all_but
+/// Closes every fd above stderr but `keep`: for a helper forked from the runtime that
+/// enters the container's namespaces and must hold nothing of the runtime's.
+pub fn close_all_but(keep: RawFd) -> nix::Result<()> {
+    fn close(first: u32, last: u32) -> nix::Result<()> {
+        if first > last {
+            return Ok(());
+        }
+        // SAFETY: close_range only closes fds; the caller uses none of them again.
+        nix::errno::Errno::result(unsafe { libc::close_range(first, last, 0) }).map(drop)
+    }
+    let keep = u32::try_from(keep).map_err(|_| nix::errno::Errno::EBADF)?;
+    close(3, keep.saturating_sub(1))?;
+    match keep.checked_add(1) {
+        Some(next) => close(next.max(3), u32::MAX),
+        None => Ok(()),
+    }
+}
+// ANCHOR_END: close_all_but

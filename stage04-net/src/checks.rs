@@ -1,7 +1,7 @@
 //! What a network mode needs, checked in the parent before anything is created, with
 //! the fix in the message.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use nix::unistd::AccessFlags;
 
 use crate::PortDriver;
@@ -20,20 +20,13 @@ pub fn can_run(config: &Config) -> Result<()> {
             "--network bridge: only root may create links on the host's network; \
              rootless, use --network slirp4netns (or pasta)"
         ),
-        Mode::Slirp4netns { .. } => {
-            if helper::which("slirp4netns").is_none() {
-                bail!(
-                    "--network slirp4netns: slirp4netns is not installed (apt-get install slirp4netns), \
-                     or use --network none"
-                );
-            }
-            tun_usable()?;
-        }
+        Mode::Slirp4netns { .. } => slirp4netns_usable()
+            .map_err(|why| anyhow!("--network slirp4netns: {why}; or use --network none"))?,
         Mode::Pasta => {
             if helper::which("pasta").is_none() {
                 bail!("--network pasta: pasta is not installed (apt-get install passt)");
             }
-            tun_usable()?;
+            tun_usable().map_err(|why| anyhow!("--network pasta: {why}; or use --network none"))?;
         }
         _ => {}
     }
@@ -63,13 +56,21 @@ pub fn can_run(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// slirp4netns is installed, and can make the container's TAP device.
+pub fn slirp4netns_usable() -> Result<()> {
+    if helper::which("slirp4netns").is_none() {
+        bail!("slirp4netns is not installed (apt-get install slirp4netns)");
+    }
+    tun_usable()
+}
+
 /// slirp4netns and pasta need to open /dev/net/tun as the user.
 pub fn tun_usable() -> Result<()> {
     if nix::unistd::access(TUN, AccessFlags::R_OK | AccessFlags::W_OK).is_err() {
         bail!(
             "{TUN} is not readable and writable by you, and slirp4netns/pasta need it for \
              the container's TAP device: as root, chmod 0666 {TUN} (as udev does on \
-             desktop systems), or use --network none"
+             desktop systems)"
         );
     }
     Ok(())

@@ -1,10 +1,9 @@
 //! What stage 4 needs from the machine, each with its fix.
 
 use common::doctor::{self, Outcome, Report};
-use nix::unistd::AccessFlags;
 
 use crate::bridge::BRIDGE;
-use crate::checks::TUN;
+use crate::checks::{self, TUN};
 use crate::helper;
 use crate::leases::{Leases, choose_subnet};
 use crate::subnet;
@@ -32,12 +31,11 @@ pub fn check(report: &mut Report) {
         };
         report.check(program, outcome);
     }
-    let outcome = if nix::unistd::access(TUN, AccessFlags::R_OK | AccessFlags::W_OK).is_ok() {
-        Outcome::Ok("readable and writable: slirp4netns and pasta can make a TAP device".into())
-    } else {
-        Outcome::Warn(format!(
-            "not usable by you: slirp4netns and pasta need it; as root, chmod 0666 {TUN}"
-        ))
+    let outcome = match checks::tun_usable() {
+        Ok(()) => {
+            Outcome::Ok("readable and writable: slirp4netns and pasta can make a TAP device".into())
+        }
+        Err(why) => Outcome::Warn(why.to_string()),
     };
     report.check(TUN, outcome);
     if doctor::is_root() {

@@ -52,8 +52,9 @@ pub enum Target {
 #[derive(Debug)]
 pub struct Forwarder {
     bound: Vec<(Publish, SocketAddr)>,
-    /// The listening sockets: shut down to stop their threads.
-    sockets: Vec<RawFd>,
+    /// A second fd of each listening socket: shut down to stop its thread (an fd of
+    /// our own, which no thread closes under us).
+    sockets: Vec<OwnedFd>,
     /// Kept alive while the threads need it; the dialer exits when the last is gone.
     _dialer: Option<Arc<Dialer>>,
 }
@@ -81,7 +82,7 @@ impl Forwarder {
                 Proto::Tcp => {
                     let listener = TcpListener::bind(addr).with_context(|| in_use(publish))?;
                     bound.push((*publish, listener.local_addr()?));
-                    sockets.push(listener.as_raw_fd());
+                    sockets.push(listener.try_clone()?.into());
                     let connect = connect.clone();
                     let port = publish.container_port;
                     std::thread::spawn(move || accept_loop(listener, connect, port));
@@ -89,7 +90,7 @@ impl Forwarder {
                 Proto::Udp => {
                     let socket = UdpSocket::bind(addr).with_context(|| in_use(publish))?;
                     bound.push((*publish, socket.local_addr()?));
-                    sockets.push(socket.as_raw_fd());
+                    sockets.push(socket.try_clone()?.into());
                     let connect = connect.clone();
                     let port = publish.container_port;
                     std::thread::spawn(move || udp_loop(socket, connect, port));
@@ -122,10 +123,7 @@ impl Drop for Forwarder {
         // shutdown(2) wakes a thread blocked in accept or recv on the socket; each
         // thread then drops its socket, which frees the port.
         for fd in &self.sockets {
-            // SAFETY: the fd belongs to a thread that is still running or has just
-            // closed it; shutdown on a closed or reused fd fails harmlessly or shuts
-            // down a socket of ours that is going away too.
-            unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+            let _ = socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Both);
         }
     }
 }
@@ -297,7 +295,7 @@ impl Dialer {
                 // A process in the container's namespaces holds nothing of the
                 // runtime's: not its listening ports, its signalfd or its socket to
                 // the child; only the socket it answers on.
-                if keep_only(theirs.as_raw_fd()).is_err() {
+                if common::fds::close_all_but(theirs.as_raw_fd()).is_err() {
                     std::process::exit(1);
                 }
                 serve(&theirs);
@@ -322,7 +320,8 @@ impl Dialer {
     /// Asks the dialer for a socket connected to `127.0.0.1:port` in the container.
     fn dial(&self, proto: Proto, port: u16) -> Result<OwnedFd> {
         let socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
-        let request = [u8::from(proto == Proto::Udp), (port >> 8) as u8, port as u8];
+        let [high, low] = port.to_be_bytes();
+        let request = [u8::from(proto == Proto::Udp), high, low];
         socket::send(socket.as_raw_fd(), &request, MsgFlags::empty())
             .context("asking the dialer")?;
         let mut answer = [0u8; 4];
@@ -397,17 +396,3 @@ fn serve(socket: &OwnedFd) {
         };
     }
 }
-
-// ANCHOR: keep_only
-/// Closes every fd above stderr but `keep` (`close_range(2)`, twice).
-fn keep_only(keep: RawFd) -> nix::Result<()> {
-    let keep = u32::try_from(keep).map_err(|_| nix::errno::Errno::EBADF)?;
-    for (first, last) in [(3, keep.wrapping_sub(1)), (keep + 1, u32::MAX)] {
-        if first <= last {
-            // SAFETY: close_range only closes fds; none below is used again but `keep`.
-            nix::errno::Errno::result(unsafe { libc::close_range(first, last, 0) })?;
-        }
-    }
-    Ok(())
-}
-// ANCHOR_END: keep_only

@@ -41,11 +41,7 @@ pub fn stop(child: &mut Child, grace: Duration) {
     if matches!(child.try_wait(), Ok(Some(_))) {
         return;
     }
-    // SAFETY: pidfd_open of our own child, not yet reaped.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id(), 0) };
-    if pidfd >= 0 {
-        // SAFETY: the kernel just gave us this fd.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    if let Ok(pidfd) = pidfd(child) {
         let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         let timeout = PollTimeout::try_from(grace).unwrap_or(PollTimeout::MAX);
         let _ = poll(&mut fds, timeout);
@@ -54,4 +50,16 @@ pub fn stop(child: &mut Child, grace: Duration) {
         let _ = child.kill();
     }
     let _ = child.wait();
+}
+
+/// A pidfd of `child` (`pidfd_open(2)`): readable once it has exited, so that `poll`
+/// waits for its end beside other fds.
+pub fn pidfd(child: &Child) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open of our own child, which is not reaped yet.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id(), 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

@@ -63,7 +63,7 @@ impl fmt::Display for PortDriver {
 pub struct Args {
     #[command(flatten)]
     pub stage03: stage03_userns::Args,
-    /// none | slirp4netns[:allow_host_loopback=true] | pasta | bridge (root) | host (default: slirp4netns when installed, else none).
+    /// none | slirp4netns[:allow_host_loopback=true] | pasta | bridge (root) | host (default: slirp4netns when installed and /dev/net/tun usable, else none).
     #[arg(long, value_name = "MODE", help_heading = "Stage 4: a network")]
     pub network: Option<Mode>,
     /// With --network bridge: the bridge's IPv4 network, e.g. 10.88.0.0/24 (default: the first /24 from 10.89.0.0/24 up that the host does not route).
@@ -156,18 +156,13 @@ impl Stage for Stage04 {
 /// (installed, and `/dev/net/tun` usable), else `none`, with a notice that says why and
 /// how to get a network.
 fn default_mode() -> (Mode, Option<String>) {
-    let slirp = Mode::Slirp4netns {
-        allow_host_loopback: false,
-    };
-    match (helper::which("slirp4netns"), checks::tun_usable()) {
-        (Some(_), Ok(())) => (slirp, None),
-        (None, _) => (
-            Mode::None,
-            Some(
-                "no network but lo: slirp4netns is not installed (apt-get install slirp4netns)"
-                    .into(),
-            ),
+    match checks::slirp4netns_usable() {
+        Ok(()) => (
+            Mode::Slirp4netns {
+                allow_host_loopback: false,
+            },
+            None,
         ),
-        (Some(_), Err(err)) => (Mode::None, Some(format!("no network but lo: {err}"))),
+        Err(why) => (Mode::None, Some(format!("no network but lo: {why}"))),
     }
 }

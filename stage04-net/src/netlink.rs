@@ -22,7 +22,7 @@ use netlink_packet_core::{
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -109,20 +109,6 @@ impl Netlink {
         // ANCHOR_END: link_up
     }
 
-    /// `ip link set dev INDEX name NAME`.
-    pub fn rename(&mut self, index: u32, name: &str) -> Result<()> {
-        let mut link = LinkMessage::default();
-        link.header.index = index;
-        link.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        self.request(RouteNetlinkMessage::SetLink(link), 0)
-            .with_context(|| format!("RTM_NEWLINK: renaming link {index} to {name}"))?;
-        explain::step(
-            format_args!("netlink RTM_NEWLINK {{index: {index}, IFLA_IFNAME: {name:?}}}"),
-            "rename the link",
-        );
-        Ok(())
-    }
-
     /// `ip addr add ADDRESS/PREFIX dev INDEX`.
     pub fn add_address(&mut self, index: u32, address: IpAddr, prefix: u8) -> Result<()> {
         let mut message = AddressMessage::default();
@@ -204,6 +190,6 @@ fn family(address: IpAddr) -> AddressFamily {
 }
 
 /// The index of the link called `name` in the current namespace.
-pub fn index_of(name: &str) -> Result<u32> {
+fn index_of(name: &str) -> Result<u32> {
     nix::net::if_::if_nametoindex(name).with_context(|| format!("no link called {name}"))
 }

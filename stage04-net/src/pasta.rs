@@ -10,7 +10,7 @@
 //! signal, so that it never outlives the runtime; it knows the network is configured
 //! when pasta writes its PID file, which pasta does once `--config-net` is done.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -115,13 +115,7 @@ pub fn start(binary: &Path, pid: Pid, publish: &[Publish], dir: &Path) -> Result
 impl Pasta {
     /// Waits until pasta has written its PID file, or has died.
     fn wait_ready(&mut self, inotify: &Inotify, pid_file: &Path) -> Result<()> {
-        // SAFETY: pidfd_open of our own child, which is not reaped yet.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.child.id(), 0) };
-        if pidfd < 0 {
-            bail!("pidfd_open of pasta: {}", std::io::Error::last_os_error());
-        }
-        // SAFETY: the kernel just gave us this fd.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let pidfd = helper::pidfd(&self.child).context("pidfd_open of pasta")?;
         let deadline = Instant::now() + READY_WITHIN;
         while !std::fs::read_to_string(pid_file).is_ok_and(|t| t.trim().parse::<u32>().is_ok()) {
             let left = deadline.saturating_duration_since(Instant::now());
