@@ -17,6 +17,7 @@ pub mod fds;
 pub mod init;
 pub mod layer;
 pub mod pty;
+pub mod records;
 pub mod relay;
 pub mod runner;
 pub mod sealed;

@@ -67,7 +67,22 @@ pub struct Owner {
     pub start_time: u64,
 }
 
+impl std::fmt::Display for Owner {
+    /// `PID START_TIME`: how a state file records it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.pid, self.start_time)
+    }
+}
+
 impl Owner {
+    /// An owner as [`Display`](std::fmt::Display) writes it, from its two fields.
+    pub fn parse(pid: &str, start_time: &str) -> Option<Self> {
+        Some(Self {
+            pid: pid.parse().ok()?,
+            start_time: start_time.parse().ok()?,
+        })
+    }
+
     /// This process.
     pub fn current() -> Result<Self> {
         let pid = std::process::id();
@@ -123,11 +138,8 @@ impl RunDir {
             .with_context(|| format!("creating {}", path.display()))?;
         let run = Self { path };
         let owner = Owner::current()?;
-        fs::write(
-            run.path.join(OWNER),
-            format!("{} {}\n", owner.pid, owner.start_time),
-        )
-        .with_context(|| format!("writing {}", run.path.join(OWNER).display()))?;
+        fs::write(run.path.join(OWNER), format!("{owner}\n"))
+            .with_context(|| format!("writing {}", run.path.join(OWNER).display()))?;
         Ok(run)
     }
 
@@ -162,11 +174,8 @@ fn remove_abandoned(base: &Path, prefix: &str) {
         let owner = fs::read_to_string(entry.path().join(OWNER))
             .ok()
             .and_then(|text| {
-                let mut numbers = text.split_whitespace().map(str::parse::<u64>);
-                Some(Owner {
-                    pid: u32::try_from(numbers.next()?.ok()?).ok()?,
-                    start_time: numbers.next()?.ok()?,
-                })
+                let (pid, start_time) = text.trim_end().split_once(' ')?;
+                Owner::parse(pid, start_time)
             });
         // A directory without a readable owner is being made right now, or is not ours.
         if owner.is_some_and(|owner| !owner.is_alive()) {

@@ -487,7 +487,7 @@ mod tests {
         let slice = Slice {
             uid: 231072,
             gid: 296608,
-            owner: crate::slices::Owner {
+            owner: common::state::Owner {
                 pid: 1,
                 start_time: 2,
             },

@@ -25,14 +25,12 @@
 //! runtime killed by SIGKILL cannot give its slice back; the next allocation finds the
 //! record's owner dead and hands the slice out again.
 
-use std::fs;
-use std::io::Write as _;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use common::explain;
+use common::records::RecordFile;
+use common::state::Owner;
 
 use crate::subid::{self, FULL_RANGE, SubRange};
 
@@ -45,10 +43,8 @@ pub const SLICE: u32 = FULL_RANGE;
 /// How many slices a new `keel` entry holds: 1024 containers at once, in 2^26 ids.
 pub const SLICES: u32 = 1024;
 
-/// Who holds which slice.
-pub const STATE: &str = "/run/keel/userns-slices";
-
-pub use common::state::Owner;
+/// Who holds which slice: this file in root's runtime directory, `/run/keel`.
+pub const STATE: &str = "userns-slices";
 
 /// The host ids of one container: [`SLICE`] uids and gids from these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,37 +62,39 @@ pub struct Slice {
 /// [`release`]d. Adds keel's range to /etc/subuid and /etc/subgid on first use.
 pub fn allocate() -> Result<Slice> {
     let [uids, gids] = subid::edit::ensure(&subid::Files::system(), KEEL_OWNER, SLICE * SLICES)?;
-    State::system().allocate(&uids, &gids, Owner::current()?)
+    State::system()?.allocate(&uids, &gids, Owner::current()?)
 }
 
 /// Gives `slice` back (the layer's cleanup, on every path).
 pub fn release(slice: &Slice) -> Result<()> {
-    State::system().release(slice)
+    State::system()?.release(slice)
 }
 // ANCHOR_END: allocate
 
 /// The record of who holds which slice: a file, and a lock file beside it.
 #[derive(Debug, Clone)]
 pub struct State {
-    path: PathBuf,
+    file: RecordFile,
 }
 
 impl State {
-    /// [`STATE`].
-    pub fn system() -> Self {
-        Self::at(STATE)
+    /// [`STATE`] in root's runtime directory.
+    pub fn system() -> Result<Self> {
+        Ok(Self::at(common::state::runtime_dir()?.join(STATE)))
     }
 
     /// A record at `path` (tests use their own).
     pub fn at(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            file: RecordFile::at(path),
+        }
     }
 
     // ANCHOR: state_allocate
     /// The first slice of `uids` and `gids` that no live record holds, recorded for
     /// `owner`. Records of dead owners are dropped on the way.
     pub fn allocate(&self, uids: &[SubRange], gids: &[SubRange], owner: Owner) -> Result<Slice> {
-        let _lock = self.lock()?;
+        let _lock = self.file.lock()?;
         let live: Vec<Slice> = self
             .read()?
             .into_iter()
@@ -127,10 +125,8 @@ impl State {
         self.write(&records)?;
         explain::step(
             format_args!(
-                "record \"{uid} {gid} {} {}\" in {}",
-                owner.pid,
-                owner.start_time,
-                self.path.display()
+                "record \"{uid} {gid} {owner}\" in {}",
+                self.file.path().display()
             ),
             "this container's own slice of keel's range: no other container has these ids",
         );
@@ -140,7 +136,7 @@ impl State {
 
     /// Removes the record of `slice` (and any record whose owner is dead).
     pub fn release(&self, slice: &Slice) -> Result<()> {
-        let _lock = self.lock()?;
+        let _lock = self.file.lock()?;
         let kept: Vec<Slice> = self
             .read()?
             .into_iter()
@@ -149,93 +145,30 @@ impl State {
         self.write(&kept)?;
         explain::step(
             format_args!(
-                "remove \"{} {} {} {}\" from {}",
+                "remove \"{} {} {}\" from {}",
                 slice.uid,
                 slice.gid,
-                slice.owner.pid,
-                slice.owner.start_time,
-                self.path.display()
+                slice.owner,
+                self.file.path().display()
             ),
             "the container is gone: its slice is free for the next one",
         );
         Ok(())
     }
 
-    /// An exclusive `flock` on `<state>.lock`, released when the file is closed.
-    fn lock(&self) -> Result<fs::File> {
-        if let Some(dir) = self.path.parent() {
-            // Root's state: nobody else needs to look.
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let path = subid::lock::suffixed(&self.path, ".lock");
-        let file = fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        loop {
-            // SAFETY: flock on an fd we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(file);
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err).with_context(|| format!("flock {}", path.display()));
-            }
-        }
-    }
-
     fn read(&self) -> Result<Vec<Slice>> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => {
-                return Err(err).with_context(|| format!("reading {}", self.path.display()));
-            }
-        };
-        text.lines()
-            .enumerate()
-            .map(|(i, line)| {
-                parse_record(line).with_context(|| {
-                    format!(
-                        "{} line {} is not a record keel writes ({line:?}): if no --userns \
-                         auto container runs, remove the file",
-                        self.path.display(),
-                        i + 1
-                    )
-                })
-            })
-            .collect()
+        self.file.read(
+            parse_record,
+            "if no --userns auto container runs, remove the file",
+        )
     }
 
-    /// Replaces the records, in one rename: a runtime killed halfway leaves the old
-    /// file whole.
     fn write(&self, records: &[Slice]) -> Result<()> {
-        let text: String = records
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {} {}\n",
-                    r.uid, r.gid, r.owner.pid, r.owner.start_time
-                )
-            })
-            .collect();
-        let staging = subid::lock::suffixed(&self.path, "+");
-        let written = fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&staging)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .and_then(|()| fs::rename(&staging, &self.path));
-        written.with_context(|| format!("writing {}", self.path.display()))
+        self.file.write(
+            records
+                .iter()
+                .map(|r| format!("{} {} {} {}", r.uid, r.gid, r.owner.pid, r.owner.start_time)),
+        )
     }
 }
 
@@ -247,10 +180,7 @@ fn parse_record(line: &str) -> Option<Slice> {
     Some(Slice {
         uid: uid.parse().ok()?,
         gid: gid.parse().ok()?,
-        owner: Owner {
-            pid: pid.parse().ok()?,
-            start_time: start_time.parse().ok()?,
-        },
+        owner: Owner::parse(pid, start_time)?,
     })
 }
 
@@ -288,7 +218,7 @@ mod tests {
 
     fn state() -> (tempfile::TempDir, State) {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::at(dir.path().join("run/keel/userns-slices"));
+        let state = State::at(dir.path().join(STATE));
         (dir, state)
     }
 
@@ -327,7 +257,10 @@ mod tests {
         assert_eq!(c.uid, a.uid);
         state.release(&b).unwrap();
         state.release(&c).unwrap();
-        assert_eq!(fs::read_to_string(&state.path).unwrap(), "");
+        assert!(
+            !state.file.path().exists(),
+            "no record is left, and no file"
+        );
     }
 
     #[test]
@@ -337,7 +270,7 @@ mod tests {
         let killed = state.allocate(&uids, &uids, dead()).unwrap();
         let next = state.allocate(&uids, &uids, me()).unwrap();
         assert_eq!(next.uid, killed.uid);
-        let text = fs::read_to_string(&state.path).unwrap();
+        let text = std::fs::read_to_string(state.file.path()).unwrap();
         assert_eq!(
             text.lines().count(),
             1,
@@ -390,8 +323,7 @@ mod tests {
     #[test]
     fn a_record_keel_did_not_write_stops_the_allocation() {
         let (_dir, state) = state();
-        fs::create_dir_all(state.path.parent().unwrap()).unwrap();
-        fs::write(&state.path, "garbage\n").unwrap();
+        std::fs::write(state.file.path(), "garbage\n").unwrap();
         let uids = keel(165536, RANGE);
         let err = format!("{:#}", state.allocate(&uids, &uids, me()).unwrap_err());
         assert!(err.contains("line 1"), "{err}");

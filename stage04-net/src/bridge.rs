@@ -74,7 +74,9 @@ use netlink_packet_route::link::{InfoData, InfoVeth};
 use nix::unistd::Pid;
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
-use crate::leases::{Lease, Leases, Owner};
+use common::state::Owner;
+
+use crate::leases::{Lease, Leases};
 use crate::netlink::{LOOPBACK, Netlink};
 use crate::subnet::{self, Subnet};
 

@@ -15,9 +15,8 @@
 //! and its [`Owner`] is reused as it is: a lease counts only while a process with that
 //! PID *and* that start time (field 22 of `/proc/PID/stat`) exists, because PIDs are
 //! reused. A runtime killed by SIGKILL cannot give its lease back; the next runtime to
-//! take the lock finds the owner dead and hands the address out again. The records are
-//! different from slices (an address, a subnet, a link), so the file handling is
-//! written again here rather than bending stage 3's into a generic one.
+//! take the lock finds the owner dead and hands the address out again. The file itself
+//! is a [`RecordFile`], as stage 3's is: the same lock, the same whole-file rename.
 //!
 //! Every live lease is in one subnet, the one `keel0` carries: the first lease taken
 //! when none is live decides it, and every later one joins it. The same lock also
@@ -25,15 +24,13 @@
 //! give its lease back deletes the bridge while no other can take a lease.
 
 use std::fs;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use common::explain;
-pub use stage03_userns::slices::Owner;
+use common::records::RecordFile;
+use common::state::Owner;
 
 use crate::subnet::{self, Route, Subnet};
 
@@ -56,12 +53,11 @@ pub struct Lease {
 impl Lease {
     fn to_line(&self) -> String {
         format!(
-            "{}/{} {} {} {}\n",
+            "{}/{} {} {}",
             self.address,
             self.subnet.prefix(),
             self.link,
-            self.owner.pid,
-            self.owner.start_time
+            self.owner
         )
     }
 
@@ -78,10 +74,7 @@ impl Lease {
             address,
             subnet,
             link: valid_link.then(|| (*link).to_owned())?,
-            owner: Owner {
-                pid: pid.parse().ok()?,
-                start_time: start_time.parse().ok()?,
-            },
+            owner: Owner::parse(pid, start_time)?,
         })
     }
 }
@@ -97,7 +90,7 @@ pub struct Allocation {
 /// The file of leases.
 #[derive(Debug, Clone)]
 pub struct Leases {
-    path: PathBuf,
+    file: RecordFile,
 }
 
 impl Leases {
@@ -108,39 +101,24 @@ impl Leases {
 
     /// A file at `path` (tests use their own).
     pub fn at(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            file: RecordFile::at(path),
+        }
     }
 
     /// The file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Takes the exclusive `flock` of `<file>.lock`; it is released when the returned
     /// value is dropped. Everything that reads and then changes the leases, or the
     /// bridge, happens while holding it.
     pub fn lock(&self) -> Result<Locked<'_>> {
-        let path = lock_path(&self.path);
-        let file = fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        loop {
-            // SAFETY: flock on an fd we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Locked {
-                    leases: self,
-                    _file: file,
-                });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err).with_context(|| format!("flock {}", path.display()));
-            }
-        }
+        Ok(Locked {
+            leases: self,
+            _file: self.file.lock()?,
+        })
     }
 
     /// The live leases as the file holds them now, without the lock: for `doctor`,
@@ -155,51 +133,14 @@ impl Leases {
     }
 
     fn read(&self) -> Result<Vec<Lease>> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => {
-                return Err(err).with_context(|| format!("reading {}", self.path.display()));
-            }
-        };
-        text.lines()
-            .enumerate()
-            .map(|(i, line)| {
-                Lease::from_line(line).with_context(|| {
-                    format!(
-                        "{} line {} is not a lease keel writes ({line:?}): if no container \
-                         runs with --network bridge, remove the file",
-                        self.path.display(),
-                        i + 1
-                    )
-                })
-            })
-            .collect()
+        self.file.read(
+            Lease::from_line,
+            "if no container runs with --network bridge, remove the file",
+        )
     }
 
-    /// Replaces the leases, in one rename: a runtime killed halfway leaves the old file
-    /// whole. With no lease left the file is removed, so that nothing is left between
-    /// runs.
     fn write(&self, leases: &[Lease]) -> Result<()> {
-        if leases.is_empty() {
-            return match fs::remove_file(&self.path) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    Err(err).with_context(|| format!("removing {}", self.path.display()))
-                }
-                _ => Ok(()),
-            };
-        }
-        let text: String = leases.iter().map(Lease::to_line).collect();
-        let staging = suffixed(&self.path, "+");
-        let written = fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&staging)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .and_then(|()| fs::rename(&staging, &self.path));
-        written.with_context(|| format!("writing {}", self.path.display()))
+        self.file.write(leases.iter().map(Lease::to_line))
     }
 }
 
@@ -257,8 +198,8 @@ impl Locked<'_> {
         explain::step(
             format_args!(
                 "flock({}); record {:?} in it",
-                lock_path(&self.leases.path).display(),
-                lease.to_line().trim_end()
+                self.leases.file.lock_path().display(),
+                lease.to_line()
             ),
             "this container's address on the bridge, known before clone; no other running \
              container holds it",
@@ -286,8 +227,8 @@ impl Locked<'_> {
         explain::step(
             format_args!(
                 "remove {:?} from {}",
-                lease.to_line().trim_end(),
-                self.leases.path.display()
+                lease.to_line(),
+                self.leases.path().display()
             ),
             "the container is gone: its address is free for the next one",
         );
@@ -327,17 +268,6 @@ pub fn choose_subnet(wanted: Option<Subnet>, live: &[Lease], routes: &[Route]) -
     }
 }
 // ANCHOR_END: choose_subnet
-
-fn lock_path(path: &Path) -> PathBuf {
-    suffixed(path, ".lock")
-}
-
-/// `path` with `suffix` appended to its last component.
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
 
 #[cfg(test)]
 mod tests {

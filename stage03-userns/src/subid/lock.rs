@@ -194,12 +194,7 @@ fn alive(pid: Pid) -> bool {
     !matches!(kill(pid, None), Err(Errno::ESRCH))
 }
 
-/// `path` with `suffix` appended to its last component: `/etc/subuid.lock`.
-pub(crate) fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
+pub(crate) use common::records::suffixed;
 
 #[cfg(test)]
 mod tests {
