@@ -197,6 +197,13 @@ mod cli {
     }
 
     #[test]
+    fn sigusr1_and_sigusr2_are_forwarded_to_the_container() {
+        let stage = need!(stage01());
+        let _leaks = LeakCheck::start();
+        lifecycle::user_signals_are_forwarded(&stage);
+    }
+
+    #[test]
     fn stdin_reaches_the_command() {
         let stage = need!(stage01());
         let _leaks = LeakCheck::start();

@@ -804,6 +804,13 @@ mod cli {
     }
 
     #[test]
+    fn sigusr1_and_sigusr2_are_forwarded_to_the_container() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        lifecycle::user_signals_are_forwarded(&stage);
+    }
+
+    #[test]
     fn killed_container_exits_128_plus_signal() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();

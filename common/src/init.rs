@@ -14,50 +14,38 @@
 //! is a setting of the process, and a command that is PID 1 may clear it
 //! (`prctl(PR_SET_PDEATHSIG, 0)`): a SIGKILLed runtime then leaves it running. With
 //! `--init`, PID 1 is this loop instead, forked from the runtime: it keeps its death
-//! signal, and container code cannot reach it to change that: it is not "dumpable", so
-//! nothing in the container may ptrace it, and PID 1 ignores every signal sent from
-//! inside its namespace that it does not handle, SIGKILL included. When the runtime
-//! dies, so does this init, and with it the whole namespace.
+//! signal, and container code cannot reach it to change that: PID 1 ignores every
+//! signal sent from inside its namespace that it does not handle, SIGKILL included,
+//! and it is not "dumpable", so that under a user namespace (stage 3) nothing in the
+//! container may ptrace it: its memory belongs to the host's user namespace, where
+//! the container holds no CAP_SYS_PTRACE. (Root's container with no user namespace
+//! holds that capability, and may trace anything.) When the runtime dies, so does
+//! this init, and with it the whole namespace.
 
 use anyhow::{Context, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, setpgid, tcsetpgrp};
 
-use crate::exit::{Failure, killed_by};
+use crate::exit::Failure;
 use crate::explain;
 use crate::layer::Process;
 use crate::sync::ChildEnd;
-
-/// What the init passes on to the command: everything a process is usually sent.
-const FORWARDED: [Signal; 7] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
 
 // ANCHOR: init
 /// Becomes the init: forks the command, then forwards signals to it and reaps every
 /// child until the command exits, and exits with its code. Returns only if the
 /// command could not be started.
 pub fn run(process: &Process, channel: &ChildEnd, terminal: bool) -> Failure {
-    // Not dumpable: no process of the container may ptrace us or read our memory.
+    // Not dumpable: under a user namespace, no process of the container may ptrace us
+    // or read our memory.
     let _ = nix::sys::prctl::set_dumpable(false);
     let _ = nix::sys::prctl::set_name(c"keel-init");
-    let mut watched = SigSet::empty();
-    for signal in FORWARDED {
-        watched.add(signal);
-    }
-    watched.add(Signal::SIGCHLD);
-    let mut original = SigSet::empty();
-    if let Err(errno) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut original))
-    {
-        return failed("blocking signals in the init", errno);
-    }
+    // The runtime's signals: the same ones reach the command through the init.
+    let (watched, original) = match crate::signals::block_forwarded() {
+        Ok(masks) => masks,
+        Err(errno) => return failed("blocking signals in the init", errno),
+    };
     // SAFETY: this process is single-threaded; the child only execs or exits.
     let command = match unsafe { fork() } {
         Err(errno) => return failed("fork of the command", errno),
@@ -93,11 +81,12 @@ fn supervise(command: Pid, watched: &SigSet) -> Result<i32> {
         // Reap every child that exited: the command, and orphans re-parented to us.
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == command => return Ok(code),
-                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
-                    return Ok(killed_by(signal));
-                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) if status.pid() == Some(command) => {
+                    if let Some(code) = crate::runner::exit_code(status) {
+                        return Ok(code);
+                    }
+                }
                 Ok(_) => continue,
             }
         }

@@ -136,7 +136,14 @@ fn start_and_wait(
         }
     };
     outcome.started = true;
-    supervisor.supervise(pid, terminal, process.interactive)
+    let code = supervisor.supervise(pid, terminal, process.interactive);
+    if code.is_err() {
+        // Supervising failed before the child exited (a signalfd refused, say): it
+        // must not outlive us either.
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+    code
 }
 
 // ANCHOR: child

@@ -19,14 +19,31 @@ use crate::explain;
 use crate::relay::Relay;
 use crate::runner::exit_code;
 
-/// The signals passed on to the container, as `docker run` does.
-pub const FORWARDED: [Signal; 5] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
+/// The signals passed on to the container, as `docker run` does: everything a process
+/// is usually sent. Each is blocked, so none can kill the runtime before its cleanup
+/// (SIGUSR1 and SIGUSR2 would: their default action is to terminate).
+pub const FORWARDED: [Signal; 7] = [
     Signal::SIGHUP,
+    Signal::SIGINT,
     Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
     Signal::SIGWINCH,
 ];
+
+/// Blocks the forwarded signals and SIGCHLD, which are then read (from a `signalfd`,
+/// or `sigwait`) instead of delivered; returns them, and the mask before.
+pub fn block_forwarded() -> nix::Result<(SigSet, SigSet)> {
+    let mut watched = SigSet::empty();
+    for signal in FORWARDED {
+        watched.add(signal);
+    }
+    watched.add(Signal::SIGCHLD);
+    let mut original = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut original))?;
+    Ok((watched, original))
+}
 
 /// Holds the signals blocked while the container runs.
 #[derive(Debug)]
@@ -38,14 +55,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// Blocks the forwarded signals and SIGCHLD, remembering the mask to restore.
     pub fn block() -> Result<Self> {
-        let mut watched = SigSet::empty();
-        for signal in FORWARDED {
-            watched.add(signal);
-        }
-        watched.add(Signal::SIGCHLD);
-        let mut original = SigSet::empty();
-        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut original))
-            .context("blocking signals to forward them")?;
+        let (watched, original) = block_forwarded().context("blocking signals to forward them")?;
         Ok(Self { watched, original })
     }
 

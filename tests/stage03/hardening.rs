@@ -176,6 +176,13 @@ mod init_process {
     }
 
     #[test]
+    fn the_command_cannot_ptrace_the_init() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        init::the_command_cannot_ptrace_the_init(&stage);
+    }
+
+    #[test]
     fn container_dies_with_a_killed_runtime_without_ranges() {
         let (_, stage) = need!(without_ranges());
         let _leaks = LeakCheck::start();

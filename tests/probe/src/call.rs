@@ -53,6 +53,22 @@ pub fn settime() -> Value {
     report("settimeofday(NULL, NULL)", result)
 }
 
+/// `ptrace(PTRACE_ATTACH, 1)`: take hold of PID 1 (detached again at once if it
+/// worked): what a process of the container needs to change keel's init.
+pub fn ptrace_init() -> Value {
+    // SAFETY: PTRACE_ATTACH takes a pid; the address and data are ignored.
+    let result = unsafe { libc::ptrace(libc::PTRACE_ATTACH, 1, 0, 0) };
+    let answer = report("ptrace(PTRACE_ATTACH, 1)", result);
+    if result >= 0 {
+        // SAFETY: waits for the stop the attach causes, then lets PID 1 go.
+        unsafe {
+            libc::waitpid(1, std::ptr::null_mut(), libc::__WALL);
+            libc::ptrace(libc::PTRACE_DETACH, 1, 0, 0);
+        }
+    }
+    answer
+}
+
 /// `mount(source, target, fstype, MS_RDONLY, NULL)`.
 pub fn mount(source: &str, target: &str, fstype: &str) -> Value {
     let call = format!("mount({source:?}, {target:?}, {fstype:?}, MS_RDONLY)");

@@ -9,6 +9,7 @@
 //! keel-probe settime         try settimeofday(NULL, NULL), which only checks CAP_SYS_TIME
 //! keel-probe mount SRC DST FSTYPE   try a read-only mount
 //! keel-probe tiocsti TEXT    try to push TEXT into the input of the terminal on stdin
+//! keel-probe ptrace-init     try to ptrace PID 1 (keel's init under --init)
 //! keel-probe orphan          make an orphan, and see whether PID 1 reaps it
 //! keel-probe net             the links, whether they are up, their addresses, the gateway
 //! keel-probe udp-once PORT   bind UDP PORT, say so, print the first datagram
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         ["settime"] => call::settime(),
         ["mount", source, target, fstype] => call::mount(source, target, fstype),
         ["tiocsti", text] => session::tiocsti(text),
+        ["ptrace-init"] => call::ptrace_init(),
         ["orphan"] => session::orphan(),
         ["net"] => net::net(),
         ["udp-once", port] => net::udp_once(port),
@@ -62,7 +64,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: keel-probe [report | breakout MARKER | read PATH | setgroups | \
-                 init-module | settime | mount SRC DST FSTYPE | tiocsti TEXT | orphan | net | udp-once PORT | abstract NAME | sink PORT | source PORT MIB | \
+                 init-module | settime | mount SRC DST FSTYPE | tiocsti TEXT | ptrace-init | orphan | net | udp-once PORT | abstract NAME | sink PORT | source PORT MIB | \
                  clear-pdeathsig MARKER | ptmx [UID] | paths PATH...]"
             );
             return ExitCode::from(2);

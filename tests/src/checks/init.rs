@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::leaks::Marker;
-use crate::probe::OrphanReport;
+use crate::probe::{CallReport, OrphanReport};
 use crate::running::wait_for_exit;
 use crate::runtime::Runtime;
 
@@ -101,5 +101,19 @@ pub fn container_dies_with_a_killed_runtime(runtime: &Runtime) {
     assert!(
         gone,
         "the command outlived the runtime after clearing its parent-death signal"
+    );
+}
+
+/// `--init` in a user namespace: the command runs as the same host uid as the init, so
+/// it could ptrace it (and clear its death signal, or take its fds) if the init were
+/// dumpable. It is not: the attach fails with EPERM, since the init's memory belongs
+/// to the host's user namespace, where the container has no CAP_SYS_PTRACE.
+pub fn the_command_cannot_ptrace_the_init(runtime: &Runtime) {
+    let out = runtime.run().arg("--init").probe(["ptrace-init"]).output();
+    out.expect_success();
+    let report: CallReport = out.json();
+    assert!(
+        !report.ok && report.errno == Some(libc::EPERM),
+        "the command took hold of keel's init: {report:?}\n{out}"
     );
 }

@@ -32,6 +32,14 @@ pub fn signal_is_forwarded(runtime: &Runtime, signal: Signal) {
     );
 }
 
+/// SIGUSR1 and SIGUSR2, which kill a process that neither blocks nor handles them, are
+/// forwarded too: a runtime they killed would skip its cleanup (a run directory, a
+/// lease, a veth left behind) and leave the container without its supervisor.
+pub fn user_signals_are_forwarded(runtime: &Runtime) {
+    signal_is_forwarded(runtime, Signal::SIGUSR1);
+    signal_is_forwarded(runtime, Signal::SIGUSR2);
+}
+
 /// When the container's PID 1 is killed by signal N, the runtime exits with 128 + N.
 pub fn killed_container_exits_128_plus_n(runtime: &Runtime) {
     let mut running = runtime.run().sh("echo ready; read line").spawn();
