@@ -52,6 +52,28 @@ struct Contender {
 /// the benchmark (with subordinate ids, as `useradd` gives them) and removed after.
 const BENCH_USER: &str = "keel-bench";
 
+/// The rootless rows both tables share.
+const STAGE03: Contender = Contender {
+    name: "stage03-userns",
+    line: "{release}/stage03-userns run --rootfs {rootfs} -- /bin/true",
+    package: Some("stage03-userns"),
+    runs_as: As::User,
+};
+
+const STAGE03_SEALED: Contender = Contender {
+    name: "stage03 no reexec",
+    line: "{sealed}/stage03-userns run --rootfs {rootfs} -- /bin/true",
+    package: Some("stage03-userns"),
+    runs_as: As::User,
+};
+
+const UNSHARE_USER: Contender = Contender {
+    name: "unshare -Ur",
+    line: "unshare -Urfp --mount-proc true",
+    package: None,
+    runs_as: As::User,
+};
+
 /// What is compared, in two groups: as root, and rootless as the same ordinary user.
 /// Each group has its own baseline, the `unshare` line. A later stage adds its own
 /// runtime and the tool to compare it with.
@@ -98,18 +120,8 @@ const CONTENDERS: &[Contender] = &[
         package: None,
         runs_as: As::Root,
     },
-    Contender {
-        name: "stage03-userns",
-        line: "{release}/stage03-userns run --rootfs {rootfs} -- /bin/true",
-        package: Some("stage03-userns"),
-        runs_as: As::User,
-    },
-    Contender {
-        name: "stage03 no reexec",
-        line: "{sealed}/stage03-userns run --rootfs {rootfs} -- /bin/true",
-        package: Some("stage03-userns"),
-        runs_as: As::User,
-    },
+    STAGE03,
+    STAGE03_SEALED,
     Contender {
         name: "stage03 -t",
         line: "{release}/stage03-userns run -t --rootfs {rootfs} -- /bin/true",
@@ -122,12 +134,7 @@ const CONTENDERS: &[Contender] = &[
         package: Some("stage03-userns"),
         runs_as: As::User,
     },
-    Contender {
-        name: "unshare -Ur",
-        line: "unshare -Urfp --mount-proc true",
-        package: None,
-        runs_as: As::User,
-    },
+    UNSHARE_USER,
     Contender {
         name: "bwrap (user)",
         line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
@@ -148,12 +155,7 @@ const CONTENDERS: &[Contender] = &[
 /// copy, so that they show what is left without the copy, which costs more for the
 /// larger binary.
 const NET_CONTENDERS: &[Contender] = &[
-    Contender {
-        name: "stage03-userns",
-        line: "{release}/stage03-userns run --rootfs {rootfs} -- /bin/true",
-        package: Some("stage03-userns"),
-        runs_as: As::User,
-    },
+    STAGE03,
     Contender {
         name: "stage04 none",
         line: "{release}/stage04-net run --rootfs {rootfs} --network none -- /bin/true",
@@ -166,12 +168,7 @@ const NET_CONTENDERS: &[Contender] = &[
         package: Some("stage04-net"),
         runs_as: As::User,
     },
-    Contender {
-        name: "stage03 no reexec",
-        line: "{sealed}/stage03-userns run --rootfs {rootfs} -- /bin/true",
-        package: Some("stage03-userns"),
-        runs_as: As::User,
-    },
+    STAGE03_SEALED,
     Contender {
         name: "stage04 none no reexec",
         line: "{sealed}/stage04-net run --rootfs {rootfs} --network none -- /bin/true",
@@ -190,12 +187,7 @@ const NET_CONTENDERS: &[Contender] = &[
         package: Some("stage04-net"),
         runs_as: As::User,
     },
-    Contender {
-        name: "unshare -Ur",
-        line: "unshare -Urfp --mount-proc true",
-        package: None,
-        runs_as: As::User,
-    },
+    UNSHARE_USER,
 ];
 
 /// Where the commands find what they need.
@@ -245,6 +237,9 @@ impl Contender {
         let program = self.line.split_whitespace().next().unwrap_or_default();
         if self.package.is_none() && workspace::which(program).is_none() {
             Some(format!("{program} is not installed"))
+        } else if self.line.contains("{bundle}") && workspace::which("crun").is_none() {
+            // Every OCI bundle is made by `crun spec`, runc's too.
+            Some("crun is not installed (it writes the OCI bundles)".to_owned())
         } else if !workspace::is_root() {
             Some("needs root (root runs one group and makes the user of the other)".to_owned())
         } else {

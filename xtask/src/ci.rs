@@ -21,10 +21,7 @@ static TOTALS: Mutex<Option<Tally>> = Mutex::new(None);
 /// Adds to [`TOTALS`].
 fn count(more: Tally) {
     let mut totals = TOTALS.lock().unwrap_or_else(|p| p.into_inner());
-    let sum = totals.get_or_insert_default();
-    sum.passed += more.passed;
-    sum.failed += more.failed;
-    sum.skipped += more.skipped;
+    totals.get_or_insert_default().add(more);
 }
 
 /// The steps, in order.

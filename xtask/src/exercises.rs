@@ -237,10 +237,13 @@ fn in_file(text: &str, stage: &str, rel: &Path) -> Result<Vec<Exercise>> {
     })?;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let exercises = anchors.into_iter().filter_map(|anchor| {
+        // Only an anchor with an EXERCISE line is an exercise; its solution starts
+        // after that line, so an anchor with no line inside has none (no panic).
+        let body = lines.get(anchor.solution())?.concat();
         Some(Exercise {
             stage: stage.to_owned(),
             line: anchor.start + 2,
-            body: lines[anchor.solution()].concat(),
+            body,
             hint: anchor.hint?,
             name: anchor.name,
             file: rel.to_path_buf(),
@@ -279,6 +282,13 @@ fn helper() {}
             Some("return the \"namespaces\" {this} layer needs")
         );
         assert_eq!(anchors[1].hint, None);
+    }
+
+    #[test]
+    fn an_empty_anchor_is_no_exercise_and_no_panic() {
+        let text = "// ANCHOR: empty\n// ANCHOR_END: empty\n";
+        let found = in_file(text, "stage01", Path::new("src/x.rs")).unwrap();
+        assert!(found.is_empty());
     }
 
     #[test]

@@ -9,13 +9,8 @@ use anyhow::{Result, bail};
 
 use crate::{cmd, workspace};
 
-/// The blocks that passed, failed and were skipped.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    pub passed: usize,
-    pub failed: usize,
-    pub skipped: usize,
-}
+/// The blocks that passed, failed and were skipped: counted as tests are.
+pub use crate::scoreboard::Tally;
 
 /// Reads the harness's last line: `N passed, N failed, N skipped`.
 pub fn parse_tally(line: &str) -> Option<Tally> {

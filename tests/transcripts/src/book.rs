@@ -232,7 +232,10 @@ fn words(text: &str) -> Vec<String> {
             Some((quoted, after)) => (quoted, after),
             None => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
         };
-        words.push(word.to_owned());
+        // An empty word (`""`) would match everywhere, and hold nothing.
+        if !word.is_empty() {
+            words.push(word.to_owned());
+        }
         rest = after.trim_start();
     }
     words
@@ -368,6 +371,11 @@ mod tests {
     #[test]
     fn quoted_words() {
         assert_eq!(words(r#" a "b c" d "#), ["a", "b c", "d"]);
+        assert_eq!(
+            words(r#"vary "" x"#),
+            ["vary", "x"],
+            "an empty word is dropped"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! with the book. Run as root (`cargo xtask transcripts`); CI runs it in
 //! `cargo xtask test`. The last line counts the blocks: `N passed, N failed, N skipped`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -26,12 +26,7 @@ fn main_() -> Result<ExitCode> {
         book_dir = Some(PathBuf::from(filter.get(at + 1).context("--book DIR")?));
         filter.drain(at..at + 2);
     }
-    // The crate is tests/transcripts/ in the workspace.
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .context("the crate is in the workspace")?
-        .to_path_buf();
+    let workspace = keel_graders::workspace::root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|d| workspace.join(d))
         .unwrap_or_else(|| workspace.join("target"));

@@ -106,17 +106,7 @@ impl Shells<'_> {
         let path = if login.uid == 0 {
             let mut dirs = vec![self.setup.target.join("debug")];
             dirs.extend(self.setup.cargo_bin.clone());
-            dirs.extend(
-                [
-                    "/usr/local/sbin",
-                    "/usr/local/bin",
-                    "/usr/sbin",
-                    "/usr/bin",
-                    "/sbin",
-                    "/bin",
-                ]
-                .map(PathBuf::from),
-            );
+            dirs.extend(ROOT_PATH.map(PathBuf::from));
             std::env::join_paths(dirs)?
         } else {
             // Debian's login.defs, ENV_PATH.
@@ -260,17 +250,20 @@ struct Failure {
 
 /// Whether `program` is in a directory of root's `PATH`.
 fn installed(program: &str) -> bool {
-    [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ]
-    .iter()
-    .any(|dir| Path::new(dir).join(program).is_file())
+    ROOT_PATH
+        .iter()
+        .any(|dir| Path::new(dir).join(program).is_file())
 }
+
+/// Root's `PATH` on the book's machines, after the workspace's own directories.
+const ROOT_PATH: [&str; 6] = [
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
 
 /// Runs a block and compares.
 fn check_block(block: &Block, shells: &mut Shells) -> std::result::Result<(), Failure> {
