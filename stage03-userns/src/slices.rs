@@ -188,10 +188,16 @@ fn parse_record(line: &str) -> Option<Slice> {
 /// the last id a map may name does not count; overlapping lines count once).
 fn slices_of(ranges: &[SubRange]) -> Vec<u32> {
     let mut starts: Vec<u32> = Vec::new();
+    // The same starts, sorted: an earlier slice overlaps `first` only if it starts
+    // less than SLICE ids before or after it, one look-up away (a range over the
+    // whole id space is 65535 slices).
+    let mut taken = std::collections::BTreeSet::new();
     for (start, count) in ranges.iter().filter_map(SubRange::mappable) {
         for k in 0..count / SLICE {
             let first = start + k * SLICE;
-            if !starts.iter().any(|&s| overlap(s, first)) {
+            let near = first.saturating_sub(SLICE - 1)..=first.saturating_add(SLICE - 1);
+            if taken.range(near).next().is_none() {
+                taken.insert(first);
                 starts.push(first);
             }
         }
@@ -308,6 +314,15 @@ mod tests {
         assert_eq!(slices_of(&keel(4294901759, RANGE)), [4294901759]);
         assert!(slices_of(&keel(4294901760, RANGE)).is_empty());
         assert!(slices_of(&keel(u64::MAX, u64::MAX)).is_empty());
+    }
+
+    #[test]
+    fn a_range_over_every_id_gives_each_slice_once() {
+        let mut ranges = keel(1, subid::ID_LIMIT);
+        ranges.extend(keel(1 + u64::from(SLICE) / 2, subid::ID_LIMIT));
+        let slices = slices_of(&ranges);
+        assert_eq!(slices.len(), (subid::ID_LIMIT / u64::from(SLICE)) as usize);
+        assert!(slices.windows(2).all(|w| w[1] - w[0] == SLICE));
     }
 
     #[test]
