@@ -22,7 +22,7 @@ use keel_graders::rootfs;
 use keel_graders::running::wait_for_exit;
 use keel_graders::runtime::ProbeAt;
 use keel_graders::users::{self, TestUser};
-use keel_graders::{LeakCheck, Output, Runtime, Skip, need};
+use keel_graders::{LeakCheck, Output, Running, Runtime, Skip, need};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -45,6 +45,12 @@ struct Net {
 
 impl Net {
     fn as_user(user: &TestUser) -> Result<Self, Skip> {
+        Ok(Self::with_rootfs(user, users::accessible_busybox()?)?
+            .with_probe(ProbeAt::Inside(rootfs::PROBE.into())))
+    }
+
+    /// The stage as `user` in the rootfs `rootfs`.
+    fn with_rootfs(user: &TestUser, rootfs: &Path) -> Result<Self, Skip> {
         net::tun_usable()?;
         let runtime_dir = users::dir_owned_by(user.uid, user.gid, 0o700);
         let mut run_as = user.run_as();
@@ -52,10 +58,14 @@ impl Net {
             .env
             .push(("XDG_RUNTIME_DIR".into(), runtime_dir.path().into()));
         let stage = Runtime::new(NAME, binary())
-            .with_options([Path::new("--rootfs"), users::accessible_busybox()?])
-            .with_probe_at(ProbeAt::Inside(rootfs::PROBE.into()))
+            .with_options([Path::new("--rootfs"), rootfs])
             .as_user(run_as);
         Ok(Self { stage, runtime_dir })
+    }
+
+    fn with_probe(mut self, at: ProbeAt) -> Self {
+        self.stage = self.stage.clone().with_probe_at(at);
+        self
     }
 
     /// Runs with a `PATH` where no helper (slirp4netns, pasta) is found.
@@ -92,9 +102,25 @@ impl Net {
     }
 }
 
+/// Every test that made a `Net` checks at its end that its runs left nothing (unless it
+/// failed already).
+impl Drop for Net {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_nothing_left();
+        }
+    }
+}
+
 /// The test user with subordinate ids, and its stage.
 fn rootless() -> Result<Net, Skip> {
     Net::as_user(users::with_ranges()?)
+}
+
+/// The same, with slirp4netns installed.
+fn slirp() -> Result<Net, Skip> {
+    net::installed("slirp4netns", "slirp4netns")?;
+    rootless()
 }
 
 /// `keel-probe net` in a container with `options`.
@@ -207,11 +233,6 @@ mod link_up {
 /// Exercise: the command line of slirp4netns, and waiting until it is ready.
 mod slirp_command {
     use super::*;
-
-    fn slirp() -> Result<Net, Skip> {
-        net::installed("slirp4netns", "slirp4netns")?;
-        rootless()
-    }
 
     #[test]
     fn tap0_has_slirps_address_and_route() {
@@ -425,6 +446,11 @@ mod ports {
         running.close_stdin();
         running.wait().expect_success();
         assert_eq!(body.as_deref(), Ok("picked\n"));
+        assert!(
+            !net::tcp_port_taken(addr.port()),
+            "the picked port {} is still taken after the run",
+            addr.port()
+        );
     }
 
     #[test]
@@ -545,7 +571,6 @@ mod etc_files {
     #[test]
     fn a_symlink_out_of_the_rootfs_is_not_followed() {
         let user = need!(users::with_ranges());
-        need!(net::tun_usable());
         let rootfs = need!(users::private_rootfs(user));
         let victim = users::dir_owned_by(user.uid, user.gid, 0o755);
         let target = victim.path().join("victim");
@@ -553,16 +578,10 @@ mod etc_files {
         let hosts = rootfs.path().join("etc/hosts");
         std::fs::remove_file(&hosts).expect("remove the rootfs's /etc/hosts");
         std::os::unix::fs::symlink(&target, &hosts).expect("plant the symlink");
-        let runtime_dir = users::dir_owned_by(user.uid, user.gid, 0o700);
-        let mut run_as = user.run_as();
-        run_as
-            .env
-            .push(("XDG_RUNTIME_DIR".into(), runtime_dir.path().into()));
-        let stage = Runtime::new(NAME, binary())
-            .with_options([Path::new("--rootfs"), rootfs.path()])
-            .as_user(run_as);
+        let net = need!(Net::with_rootfs(user, rootfs.path()));
         let _leaks = LeakCheck::start();
-        let out = stage
+        let out = net
+            .stage
             .run()
             .args(["--network", "none"])
             .sh("echo written > /etc/hosts; cat /etc/hosts")
@@ -583,22 +602,15 @@ mod etc_files {
     #[test]
     fn the_rootfs_files_are_left_as_they_were() {
         let user = need!(users::with_ranges());
-        need!(net::tun_usable());
         let rootfs = need!(users::private_rootfs(user));
         let etc = rootfs.path().join("etc");
         for name in ["hosts", "hostname", "resolv.conf"] {
             std::fs::write(etc.join(name), format!("the rootfs's own {name}\n")).expect("write");
         }
-        let runtime_dir = users::dir_owned_by(user.uid, user.gid, 0o700);
-        let mut run_as = user.run_as();
-        run_as
-            .env
-            .push(("XDG_RUNTIME_DIR".into(), runtime_dir.path().into()));
-        let stage = Runtime::new(NAME, binary())
-            .with_options([Path::new("--rootfs"), rootfs.path()])
-            .as_user(run_as);
+        let net = need!(Net::with_rootfs(user, rootfs.path()));
         let _leaks = LeakCheck::start();
-        let out = stage
+        let out = net
+            .stage
             .run()
             .args(["--network", "none", "--hostname", "other"])
             .cmd(["cat", "/etc/hostname"])
@@ -629,60 +641,41 @@ mod cleanup {
         ]
     }
 
-    fn slirp() -> Result<Net, Skip> {
-        net::installed("slirp4netns", "slirp4netns")?;
-        rootless()
+    /// Runs `script` with a helper and a published port, lets `end` end the run once
+    /// the script said `ready`, expects `code`, and checks that the port is free and
+    /// nothing is left.
+    fn ends_clean(script: &str, end: impl FnOnce(&mut Running), code: i32) {
+        let net = need!(slirp());
+        let _leaks = LeakCheck::start();
+        let port = net::free_port();
+        let mut running = net.stage.run().args(options(port)).sh(script).spawn();
+        assert_eq!(running.read_line(), "ready");
+        end(&mut running);
+        running.wait().expect_code(code);
+        assert!(
+            !net::tcp_port_taken(port),
+            "port {port} is still taken after the run"
+        );
+        net.assert_nothing_left();
     }
 
     #[test]
     fn after_an_exit() {
-        let net = need!(slirp());
-        let _leaks = LeakCheck::start();
-        let port = net::free_port();
-        net.stage
-            .run()
-            .args(options(port))
-            .cmd(["true"])
-            .output()
-            .expect_success();
-        assert!(!net::tcp_port_taken(port));
-        net.assert_nothing_left();
+        ends_clean("echo ready; read line; exit 0", Running::close_stdin, 0);
     }
 
     #[test]
     fn after_sigkill_of_the_container() {
-        let net = need!(slirp());
-        let _leaks = LeakCheck::start();
-        let port = net::free_port();
-        let mut running = net
-            .stage
-            .run()
-            .args(options(port))
-            .sh("echo ready; read line")
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
-        nix::sys::signal::kill(running.container_pid(), Signal::SIGKILL).expect("kill");
-        running.wait().expect_code(128 + Signal::SIGKILL as i32);
-        assert!(!net::tcp_port_taken(port));
-        net.assert_nothing_left();
+        let kill = |running: &mut Running| {
+            nix::sys::signal::kill(running.container_pid(), Signal::SIGKILL).expect("kill");
+        };
+        ends_clean("echo ready; read line", kill, 128 + Signal::SIGKILL as i32);
     }
 
     #[test]
     fn after_sigterm_of_the_runtime() {
-        let net = need!(slirp());
-        let _leaks = LeakCheck::start();
-        let port = net::free_port();
-        let mut running = net
-            .stage
-            .run()
-            .args(options(port))
-            .sh("trap 'exit 3' TERM; echo ready; read line")
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
-        running.signal(Signal::SIGTERM);
-        running.wait().expect_code(3);
-        assert!(!net::tcp_port_taken(port));
-        net.assert_nothing_left();
+        let term = |running: &mut Running| running.signal(Signal::SIGTERM);
+        ends_clean("trap 'exit 3' TERM; echo ready; read line", term, 3);
     }
 
     /// SIGKILL leaves the runtime no time for cleanup: slirp4netns exits when the
@@ -863,6 +856,15 @@ mod run_directory {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+    /// The planted symlink, removed however the test ends.
+    struct Planted(PathBuf);
+
+    impl Drop for Planted {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
     /// Another user made `/tmp/keel-UID` first, as a symlink to a directory of theirs,
     /// to read (or replace) what the runtime writes there: the run is refused, with the
     /// path and the fix, and nothing is written through the link.
@@ -884,9 +886,11 @@ mod run_directory {
         std::fs::set_permissions(attacker.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod 0777");
         std::os::unix::fs::symlink(attacker.path(), &planted).expect("plant the symlink");
+        let _planted = Planted(planted.clone());
         let stage = Runtime::new(NAME, binary())
             .with_options([Path::new("--rootfs"), busybox])
             .as_user(user.run_as());
+        let _leaks = LeakCheck::start();
         let out = stage
             .run()
             .args(["--network", "none"])
@@ -897,7 +901,6 @@ mod run_directory {
             .flatten()
             .map(|e| e.file_name())
             .collect();
-        std::fs::remove_file(&planted).expect("remove the planted symlink");
         out.expect_code(RUNTIME_FAILED);
         assert!(
             out.stderr.contains(&planted.display().to_string())

@@ -27,8 +27,7 @@
 //! runs the stage's twin binary `keel-stage04`.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -286,20 +285,9 @@ fn start_server(stage: &Runtime, options: &[&str], page: &str) -> (Running, Ipv4
     (running, eth0_address(&line))
 }
 
-/// The body of `GET /` from `address`, within the deadline.
+/// The body of `GET /` from `address` (the graders' client, `net::http_get`).
 fn http_get(address: SocketAddr) -> String {
-    let mut stream = TcpStream::connect_timeout(&address, DEADLINE)
-        .unwrap_or_else(|err| panic!("cannot connect to {address}: {err}"));
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream.set_write_timeout(Some(DEADLINE)).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: keel\r\n\r\n")
-        .unwrap_or_else(|err| panic!("cannot send to {address}: {err}"));
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .unwrap_or_else(|err| panic!("no answer from {address}: {err}"));
-    answer
+    keel_graders::net::http_get(address).unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// Lets a server container end (it reads end-of-file) and checks that it did.

@@ -259,15 +259,16 @@ pub fn stdin_passes_through_with_i(runtime: &Runtime) {
     assert_eq!(out.stdout, "hi\n", "{out}");
 }
 
-/// `-t -i` with stdin a pipe: its end reaches the container's terminal as end-of-file,
-/// so `cat` ends.
+/// `-t -i` with stdin a pipe: the input reaches the command through the container's
+/// terminal, and its end arrives as end-of-file, so the command ends. (`tr` makes the
+/// command's output tell apart from the terminal's echo of the input.)
 pub fn end_of_input_reaches_the_terminal(runtime: &Runtime) {
     let out = runtime
         .run()
         .args(["-t", "-i"])
-        .cmd(["cat"])
+        .cmd(["tr", "a-z", "A-Z"])
         .stdin("hi\n")
         .output();
     out.expect_success();
-    assert!(out.stdout.contains("hi"), "{out}");
+    assert!(out.stdout.contains("HI"), "{out}");
 }
