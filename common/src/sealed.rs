@@ -42,6 +42,10 @@ const SEALS: SealFlag = SealFlag::F_SEAL_SEAL
     .union(SealFlag::F_SEAL_GROW)
     .union(SealFlag::F_SEAL_WRITE);
 
+/// How often F_ADD_SEALS is asked again after EBUSY (each time, the kernel itself
+/// waits about 75 ms for the pages to be released).
+const SEAL_ATTEMPTS: u32 = 10;
+
 /// `MFD_EXEC` (Linux 6.3, `<linux/memfd.h>`): the memfd may be executed. Not in the
 /// libc crate yet.
 const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
@@ -101,7 +105,16 @@ fn sealed_copy(exe: &File) -> Result<OwnedFd> {
             Err(errno) => return Err(errno).context("copying the runtime into a memfd (sendfile)"),
         }
     }
-    fcntl(memfd.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)).context("sealing the memfd")?;
+    // F_SEAL_WRITE is refused (EBUSY) while anything still holds a page of the file;
+    // on a busy machine something may, briefly (reclaim, a memory monitor), longer
+    // than the kernel waits before it gives up. Then the seal is asked for again.
+    let mut attempts = 0;
+    loop {
+        match fcntl(memfd.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)) {
+            Err(Errno::EBUSY) if attempts < SEAL_ATTEMPTS => attempts += 1,
+            sealed => break sealed.map(drop).context("sealing the memfd")?,
+        };
+    }
     Ok(memfd)
 }
 // ANCHOR_END: sealed_copy
