@@ -85,7 +85,7 @@ mod pivot_root {
     fn old_root_is_detached() {
         let stage = need!(stage02_busybox());
         let _leaks = LeakCheck::start();
-        rootfs_checks::old_root_is_detached(&stage);
+        rootfs_checks::old_root_is_detached(&stage, &[]);
     }
 
     #[test]

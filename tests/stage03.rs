@@ -634,7 +634,7 @@ mod rootless {
     fn old_root_is_detached() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        rootfs_checks::old_root_is_detached(&stage);
+        rootfs_checks::old_root_is_detached(&stage, &[]);
     }
 
     #[test]

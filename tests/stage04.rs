@@ -161,6 +161,8 @@ fn fetch_through(net: &Net, user: &TestUser, options: &[&str], port: u16) -> Str
 // Graders kept in files of their own (tests/stage04/), one module each.
 #[path = "stage04/bridge.rs"]
 mod bridge;
+#[path = "stage04/stage03s.rs"]
+mod stage03s;
 
 /// Exercise: bring `lo` up with an rtnetlink request. A new network namespace has one
 /// device, and it is down.
