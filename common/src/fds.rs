@@ -42,3 +42,19 @@ pub fn close_all_but(keep: RawFd) -> nix::Result<()> {
     }
 }
 // ANCHOR_END: close_all_but
+
+// ANCHOR: close_fds
+/// Marks every fd above stderr close-on-exec. Whatever the runtime (or whoever started
+/// it) left open would otherwise leak into the container: a host directory fd is a way
+/// out of any root (runc's CVE-2024-21626 was exactly that).
+pub fn close_on_exec_all() -> Result<()> {
+    // SAFETY: close_range only changes flags of fds of this process.
+    let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    nix::errno::Errno::result(rc).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+    crate::explain::step(
+        "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)",
+        "no fd of the host survives execve, except stdin, stdout and stderr",
+    );
+    Ok(())
+}
+// ANCHOR_END: close_fds

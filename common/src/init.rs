@@ -36,7 +36,7 @@ use crate::sync::ChildEnd;
 /// Becomes the init: forks the command, then forwards signals to it and reaps every
 /// child until the command exits, and exits with its code. Returns only if the
 /// command could not be started.
-pub fn run(process: &Process, channel: &ChildEnd, terminal: bool) -> Failure {
+pub fn run(process: &Process, channel: &ChildEnd) -> Failure {
     // Not dumpable: under a user namespace, no process of the container may ptrace us
     // or read our memory.
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -51,7 +51,7 @@ pub fn run(process: &Process, channel: &ChildEnd, terminal: bool) -> Failure {
         Err(errno) => return failed("fork of the command", errno),
         Ok(ForkResult::Child) => {
             let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&original), None);
-            if terminal {
+            if process.terminal {
                 foreground();
             }
             return crate::exec::exec(process);

@@ -74,13 +74,12 @@ pub struct Parent {
 /// The child's view, inside its new namespaces, before it `exec`s the command.
 #[derive(Debug)]
 pub struct Child<'a> {
-    /// The command that will be exec'd once every layer is done.
+    /// The command that will be exec'd once every layer is done. With `-t`
+    /// (`process.terminal`), a layer that builds `/dev` leaves an empty `/dev/console`
+    /// for the runner to bind the container's terminal onto.
     pub process: &'a Process,
     /// The namespaces this process was created in.
     pub clone_flags: CloneFlags,
-    /// The container gets a pseudo-terminal (`-t`): a layer that builds `/dev` leaves
-    /// an empty `/dev/console` for the runner to bind the terminal onto.
-    pub terminal: bool,
     /// The working directory (`-w`), opened by the layer that changes the root:
     /// resolved inside the new root while the old one is still there, so that no path
     /// (a symlink, `/proc/self/fd/N`) can lead the runner's `fchdir` out of it. With no

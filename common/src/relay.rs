@@ -50,7 +50,8 @@ impl Relay {
         let flags = fcntl(master.as_fd(), FcntlArg::F_GETFL).context("F_GETFL")?;
         let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
         fcntl(master.as_fd(), FcntlArg::F_SETFL(flags)).context("F_SETFL O_NONBLOCK")?;
-        pass_window_size(master.as_fd());
+        // The size at the start is the child's to set (before the command runs);
+        // the relay passes on each change.
         let raw = if stdin { RawMode::enter() } else { None };
         Ok(Self {
             master,

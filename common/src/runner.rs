@@ -27,7 +27,7 @@ use crate::explain;
 use crate::layer::{Child, Cleanup, Layer, Parent, Prepare, Process};
 use crate::signals::Supervisor;
 use crate::sync::{self, ChildEnd, ParentEnd};
-use crate::{pty, workdir};
+use crate::{fds, pty, workdir};
 
 /// The child's stack. `clone` without `CLONE_VM` copies the parent's memory like
 /// `fork`, so the stack only has to hold the setup code until `execve` replaces it.
@@ -179,7 +179,7 @@ fn child(
         // parent-death signal: arm it again, then check that the parent did not die
         // in between.
         Ok(()) if !rearm_parent_death(channel) => return RUNTIME_FAILED as isize,
-        Ok(()) if process.init => crate::init::run(process, channel, process.terminal),
+        Ok(()) if process.init => crate::init::run(process, channel),
         Ok(()) => crate::exec::exec(process),
         Err(err) => Failure {
             code: exit::code_of(&err),
@@ -206,7 +206,6 @@ fn setup_child(
     let mut cx = Child {
         process,
         clone_flags,
-        terminal: process.terminal,
         workdir: None,
     };
     for layer in layers.iter_mut() {
@@ -218,24 +217,8 @@ fn setup_child(
     if process.terminal {
         pty::attach(channel)?;
     }
-    close_inherited_fds()
+    fds::close_on_exec_all()
 }
-
-// ANCHOR: close_fds
-/// Marks every fd above stderr close-on-exec. Whatever the runtime (or whoever started
-/// it) left open would otherwise leak into the container: a host directory fd is a way
-/// out of any root (runc's CVE-2024-21626 was exactly that).
-fn close_inherited_fds() -> Result<()> {
-    // SAFETY: close_range only changes flags of fds of this process.
-    let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
-    nix::errno::Errno::result(rc).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
-    explain::step(
-        "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)",
-        "no fd of the host survives execve, except stdin, stdout and stderr",
-    );
-    Ok(())
-}
-// ANCHOR_END: close_fds
 
 fn clone_error(errno: nix::Error, flags: CloneFlags) -> anyhow::Error {
     let hint = match errno {

@@ -125,7 +125,7 @@ impl Layer for Rootfs {
             &root.mount_point("dev")?,
             "a /dev of our own instead of the host's",
         )?;
-        dev::populate(&dev, cx.terminal)?;
+        dev::populate(&dev, cx.process.terminal)?;
         let sys = mount_sys(&root.mount_point("sys")?)?;
         masks::apply(&proc, &sys)?;
         newmount::filesystem("tmpfs", "mode=1777", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)?

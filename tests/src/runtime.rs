@@ -172,7 +172,6 @@ pub struct Invocation {
     stdin: Option<Vec<u8>>,
     inherited: Option<(RawFd, File)>,
     as_nobody: bool,
-    umask: Option<u32>,
     uts_hostname: Option<String>,
     timeout: Duration,
 }
@@ -187,7 +186,6 @@ impl Invocation {
             stdin: None,
             inherited: None,
             as_nobody: false,
-            umask: None,
             uts_hostname: None,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -260,13 +258,6 @@ impl Invocation {
     /// Runs the stage as `nobody` (uid and gid 65534, no groups), through `setpriv`.
     pub fn as_nobody(mut self) -> Self {
         self.as_nobody = true;
-        self
-    }
-
-    /// Starts the runtime with this umask (default: the graders' own), as a careless
-    /// shell would: what it creates must not depend on it.
-    pub fn umask(mut self, mask: u32) -> Self {
-        self.umask = Some(mask);
         self
     }
 
@@ -363,15 +354,6 @@ impl Invocation {
                 .envs(user.env.iter().map(|(k, v)| (k, v)));
             become_user(&mut command, user);
         }
-        if let Some(mask) = self.umask {
-            // SAFETY: umask is async-signal-safe and only changes this new process.
-            unsafe {
-                command.pre_exec(move || {
-                    libc::umask(mask);
-                    Ok(())
-                });
-            }
-        }
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -460,9 +442,6 @@ impl fmt::Display for Invocation {
                 write!(f, ", in groups {:?}", user.groups)?;
             }
             write!(f, ")")?;
-        }
-        if let Some(mask) = self.umask {
-            write!(f, " (umask {mask:03o})")?;
         }
         if let Some(hostname) = &self.uts_hostname {
             write!(f, " (in a UTS namespace named {hostname})")?;

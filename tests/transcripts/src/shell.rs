@@ -128,14 +128,13 @@ impl Shell {
                 if libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if change {
-                    let list: Vec<libc::gid_t> = groups.clone();
-                    if libc::setgroups(list.len(), list.as_ptr()) < 0
+                // No allocation here (the parent has threads): the list was made before.
+                if change
+                    && (libc::setgroups(groups.len(), groups.as_ptr()) < 0
                         || libc::setgid(gid) < 0
-                        || libc::setuid(uid) < 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                        || libc::setuid(uid) < 0)
+                {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
