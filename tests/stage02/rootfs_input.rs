@@ -33,6 +33,31 @@ fn rootfs_symlink_to_the_hosts_root_exits_125() {
     expect_refused_as_the_hosts_root(&link);
 }
 
+/// A bind mount of `/` onto a directory: the host's root under another name, with the
+/// same device and inode as `/`. The bind is made in a mount namespace of the
+/// runtime's own (`unshare --mount`), so the host's mounts are untouched.
+#[test]
+fn rootfs_bind_mount_of_the_hosts_root_exits_125() {
+    need!(require_root());
+    let dir = tempfile::tempdir_in(workspace::graders_dir()).expect("a directory");
+    let bind = format!(
+        r#"mount --rbind / '{}' && exec "$0" "$@""#,
+        dir.path().display()
+    );
+    let stage = Runtime::new(NAME, env!("CARGO_BIN_EXE_keel-stage02")).wrapped_in(
+        "unshare",
+        ["--mount", "--propagation", "private", "sh", "-c", &bind],
+    );
+    let _leaks = LeakCheck::start();
+    let out = stage
+        .run()
+        .arg("--rootfs")
+        .arg(dir.path())
+        .cmd(["true"])
+        .output();
+    cli_checks::expect_runtime_failure(&stage, &out, &["host's own root"]);
+}
+
 /// Everything below `root`, as `(path, what it is)`: type, mode, owner, and for a
 /// file its size and a hash of its bytes, for a symlink its target. Never follows a
 /// symlink.

@@ -141,6 +141,13 @@ mod session {
     }
 
     #[test]
+    fn end_of_input_reaches_the_terminal() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        terminal::end_of_input_reaches_the_terminal(&stage);
+    }
+
+    #[test]
     fn termios_are_restored_on_exit_and_after_signals() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
@@ -176,6 +183,13 @@ mod init_process {
     }
 
     #[test]
+    fn a_signal_reaches_a_command_without_handlers() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        init::a_signal_reaches_a_command_without_handlers(&stage);
+    }
+
+    #[test]
     fn the_command_cannot_ptrace_the_init() {
         let (_, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
@@ -200,6 +214,13 @@ mod working_directory {
         std::fs::write(host.path().join("secret"), "host\n").expect("write a host file");
         let _leaks = LeakCheck::start();
         workdir::workdir_through_an_inherited_fd_is_refused(&stage, host.path());
+    }
+
+    #[test]
+    fn missing_workdir_is_refused() {
+        let (_, stage) = need!(with_ranges());
+        let _leaks = LeakCheck::start();
+        workdir::missing_workdir_is_refused(&stage);
     }
 
     #[test]
