@@ -858,23 +858,28 @@ mod run_directory {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    /// The planted symlink, removed however the test ends.
+    /// The planted symlink or directory, removed however the test ends.
     struct Planted(PathBuf);
 
     impl Drop for Planted {
         fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
+            if std::fs::remove_file(&self.0).is_err() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
         }
     }
 
-    /// Another user made `/tmp/keel-UID` first, as a symlink to a directory of theirs,
-    /// to read (or replace) what the runtime writes there: the run is refused, with the
-    /// path and the fix, and nothing is written through the link.
-    #[test]
-    fn a_symlink_planted_in_tmp_is_refused() {
+    /// `/tmp/keel-UID` of the test user: one planted thing at a time.
+    static TMP_DIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Another user made `/tmp/keel-UID` first: `plant` makes it at the path it is
+    /// given and returns the directory where what the runtime writes would land. The
+    /// run must be refused, with the path and the fix, and write nothing there.
+    fn planted_in_tmp_is_refused(plant: impl FnOnce(&Path) -> PathBuf) {
         need!(users::require_root());
         let user = need!(users::with_ranges());
         let busybox = need!(users::accessible_busybox());
+        let _turn = TMP_DIR.lock().unwrap_or_else(|p| p.into_inner());
         let planted = PathBuf::from(format!("/tmp/keel-{}", user.uid));
         match std::fs::symlink_metadata(&planted) {
             // Left by an earlier run of the user's: the user's own, and empty of runs.
@@ -884,11 +889,8 @@ mod run_directory {
             Ok(_) => panic!("{} exists and is not the test user's", planted.display()),
             Err(_) => {}
         }
-        let attacker = tempfile::tempdir().expect("the attacker's directory");
-        std::fs::set_permissions(attacker.path(), std::fs::Permissions::from_mode(0o777))
-            .expect("chmod 0777");
-        std::os::unix::fs::symlink(attacker.path(), &planted).expect("plant the symlink");
         let _planted = Planted(planted.clone());
+        let landing = plant(&planted);
         let stage = Runtime::new(NAME, binary())
             .with_options([Path::new("--rootfs"), busybox])
             .as_user(user.run_as());
@@ -898,7 +900,7 @@ mod run_directory {
             .args(["--network", "none"])
             .cmd(["true"])
             .output();
-        let written: Vec<_> = std::fs::read_dir(attacker.path())
+        let written: Vec<_> = std::fs::read_dir(&landing)
             .expect("the attacker's directory")
             .flatten()
             .map(|e| e.file_name())
@@ -912,8 +914,31 @@ mod run_directory {
         );
         assert!(
             written.is_empty(),
-            "the runtime wrote through the symlink: {written:?}"
+            "the runtime wrote into the attacker's directory: {written:?}"
         );
+    }
+
+    /// A symlink to a directory of the attacker's, mode 0777.
+    #[test]
+    fn a_symlink_planted_in_tmp_is_refused() {
+        let attacker = tempfile::tempdir().expect("the attacker's directory");
+        std::fs::set_permissions(attacker.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod 0777");
+        planted_in_tmp_is_refused(|planted| {
+            std::os::unix::fs::symlink(attacker.path(), planted).expect("plant the symlink");
+            attacker.path().to_owned()
+        });
+    }
+
+    /// A real directory, the attacker's (root's, here), mode 0777.
+    #[test]
+    fn a_directory_of_someone_else_in_tmp_is_refused() {
+        planted_in_tmp_is_refused(|planted| {
+            std::fs::create_dir(planted).expect("plant the directory");
+            std::fs::set_permissions(planted, std::fs::Permissions::from_mode(0o777))
+                .expect("chmod 0777");
+            planted.to_owned()
+        });
     }
 }
 
