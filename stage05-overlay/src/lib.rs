@@ -1,7 +1,9 @@
 //! Stage 5's foundations: OCI images on disk.
 //!
 //! - [`reference`]: image references, read as docker reads them;
-//! - [`digest`]: content addresses, and bytes verified while they stream.
+//! - [`digest`]: content addresses, and bytes verified while they stream;
+//! - [`store`]: the content-addressed store of blobs, unpacked layers and names.
 
 pub mod digest;
 pub mod reference;
+pub mod store;
