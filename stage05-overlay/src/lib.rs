@@ -2,8 +2,10 @@
 //!
 //! - [`reference`]: image references, read as docker reads them;
 //! - [`digest`]: content addresses, and bytes verified while they stream;
-//! - [`store`]: the content-addressed store of blobs, unpacked layers and names.
+//! - [`store`]: the content-addressed store of blobs, unpacked layers and names;
+//! - [`unpack`]: layers applied into directories, whiteouts and all, safely.
 
 pub mod digest;
 pub mod reference;
 pub mod store;
+pub mod unpack;
