@@ -693,3 +693,71 @@ fn xattrs_are_kept_or_skipped_by_policy() {
     assert!(applied.warnings[0].contains("trusted.overlay.opaque"));
     assert!(applied.warnings[1].contains("security.selinux"));
 }
+
+/// Set in the copy of the test binary that runs inside a user namespace.
+const IN_USERNS: &str = "KEEL_UNPACK_TEST_IN_USERNS";
+
+#[test]
+fn in_a_user_namespace_unmapped_ids_are_errors_and_whiteouts_can_be_made() {
+    if std::env::var_os(IN_USERNS).is_some() {
+        // Inside `unshare --user --map-root-user`: only uid 0 and gid 0 are mapped.
+        let scene = Scene::new();
+        let rootless = Options { rootless: true };
+        let owned = Tar::new()
+            .entry(
+                EntryType::Regular,
+                b"home/app/file",
+                b"",
+                b"",
+                0o644,
+                (1000, 1001),
+            )
+            .bytes();
+        let err = err_of(apply_layer(&owned[..], &scene.at("dest"), &[], &rootless));
+        println!("OWNED: {err}");
+        let whiteouts = Tar::new()
+            .file(".wh.gone", "")
+            .dir("o", 0o755)
+            .file("o/.wh..wh..opq", "")
+            .bytes();
+        let outcome = apply_layer(&whiteouts[..], &scene.at("l2"), &[], &rootless).map(|_| {
+            let gone = fs::symlink_metadata(scene.path("l2/gone")).unwrap();
+            let o = File::open(scene.path("l2/o")).unwrap();
+            let opaque = xattr::get(o.as_fd(), "user.overlay.opaque").unwrap();
+            (gone.file_type().is_char_device(), gone.rdev(), opaque)
+        });
+        println!("WHITEOUTS: {outcome:?}");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let run = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user"])
+        .arg(exe)
+        .args([
+            "--exact",
+            "unpack::tests::in_a_user_namespace_unmapped_ids_are_errors_and_whiteouts_can_be_made",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(IN_USERNS, "1")
+        .output();
+    let output = match run {
+        Ok(output) if output.status.success() => output,
+        other => {
+            println!("SKIP: cannot run the test in a user namespace: {other:?}");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "OWNED: the entry \"home/app/file\" belongs to uid 1000 gid 1001, which this user \
+             namespace does not map"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("WHITEOUTS: Ok((true, 0, Some([121])))"),
+        "{stdout}"
+    );
+}
