@@ -106,9 +106,12 @@ impl Store {
             else {
                 continue;
             };
+            let Ok(digest) = Digest::try_from(descriptor.digest()) else {
+                continue;
+            };
             images.push(Image {
                 reference,
-                digest: Digest::try_from(descriptor.digest())?,
+                digest,
                 size: descriptor.size(),
             });
         }
