@@ -11,7 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde_json::Value;
 
 use super::Store;
 use super::lease;
@@ -29,31 +29,6 @@ pub struct Collected {
     /// entries belong to ids of a user namespace: remove them from inside it, or let a
     /// later [`Store::sweep`] there do it).
     pub left: Vec<PathBuf>,
-}
-
-/// The links a JSON blob may hold, whatever it is: an index's manifests, a manifest's
-/// config and layers, a config's `rootfs.diff_ids`. Read loosely, so that an odd
-/// manifest makes the collector keep less-known things, never fail.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Links {
-    #[serde(default)]
-    manifests: Vec<Link>,
-    config: Option<Link>,
-    #[serde(default)]
-    layers: Vec<Link>,
-    rootfs: Option<RootFs>,
-}
-
-#[derive(Deserialize)]
-struct Link {
-    digest: String,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<String>,
 }
 
 /// The largest manifest registries accept; configs are smaller in practice.
@@ -75,24 +50,32 @@ impl Live {
         {
             return;
         }
-        let links: Links = store.read_json(&digest).unwrap_or_default();
-        for link in links.manifests {
-            if let Ok(d) = Digest::parse(&link.digest) {
+        // Read loosely: whatever it is (an index, a manifest, a config), only its links
+        // matter. A typed read would not do: a config's `config` (the runtime settings)
+        // is not a manifest's (a link), and one failed read would drop all its links.
+        let Ok(json) = store.read_json::<Value>(&digest) else {
+            return;
+        };
+        let linked = |v: &Value| {
+            v.get("digest")?
+                .as_str()
+                .and_then(|d| Digest::parse(d).ok())
+        };
+        for manifest in json["manifests"].as_array().into_iter().flatten() {
+            if let Some(d) = linked(manifest) {
                 self.follow(store, d);
             }
         }
-        if let Some(config) = links.config
-            && let Ok(d) = Digest::parse(&config.digest)
-        {
+        if let Some(d) = linked(&json["config"]) {
             self.follow(store, d);
         }
-        for layer in links.layers {
-            if let Ok(d) = Digest::parse(&layer.digest) {
+        for layer in json["layers"].as_array().into_iter().flatten() {
+            if let Some(d) = linked(layer) {
                 self.blobs.insert(d);
             }
         }
-        for diff_id in links.rootfs.map(|r| r.diff_ids).unwrap_or_default() {
-            if let Ok(d) = Digest::parse(&diff_id) {
+        for diff_id in json["rootfs"]["diff_ids"].as_array().into_iter().flatten() {
+            if let Some(d) = diff_id.as_str().and_then(|d| Digest::parse(d).ok()) {
                 self.layers.insert(d);
             }
         }

@@ -56,6 +56,8 @@ fn fake_image(store: &Store, tag: &str, layers: &[&str]) -> (Digest, Vec<Digest>
     let diff_ids: Vec<Digest> = layers.iter().map(|l| fake_layer(store, l)).collect();
     let config = json!({
         "architecture": "amd64", "os": "linux",
+        // A config's own `config` (the runtime settings) is not a link.
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
     });
     let config = serde_json::to_vec(&config).unwrap();

@@ -11,8 +11,21 @@ const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const XZ: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
 const BZIP2: &[u8] = b"BZh";
 
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
 /// The uncompressed tar of `blob`.
-pub(crate) fn decompress<'a>(mut blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+pub(crate) fn decompress<'a>(blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    detect(blob).map(|(_, tar)| tar)
+}
+
+/// How `blob` is compressed, and its uncompressed tar.
+pub(crate) fn detect<'a>(mut blob: impl Read + 'a) -> Result<(Compression, Box<dyn Read + 'a>)> {
     let mut head = [0u8; 6];
     let mut len = 0;
     while len < head.len() {
@@ -27,9 +40,13 @@ pub(crate) fn decompress<'a>(mut blob: impl Read + 'a) -> Result<Box<dyn Read + 
     let whole = Cursor::new(head.to_vec()).chain(blob);
     Ok(if head.starts_with(GZIP) {
         // Multi-member: pigz and some builders write gzip in several members.
-        Box::new(flate2::read::MultiGzDecoder::new(whole))
+        let tar = flate2::read::MultiGzDecoder::new(whole);
+        (Compression::Gzip, Box::new(tar))
     } else if head.starts_with(ZSTD) {
-        Box::new(zstd::stream::read::Decoder::new(whole)?)
+        (
+            Compression::Zstd,
+            Box::new(zstd::stream::read::Decoder::new(whole)?),
+        )
     } else if head.starts_with(XZ) || head.starts_with(BZIP2) {
         bail!(
             "the layer is compressed with {}, which OCI images do not use: keel reads \
@@ -37,7 +54,7 @@ pub(crate) fn decompress<'a>(mut blob: impl Read + 'a) -> Result<Box<dyn Read + 
             if head.starts_with(XZ) { "xz" } else { "bzip2" }
         )
     } else {
-        Box::new(whole)
+        (Compression::None, Box::new(whole))
     })
 }
 

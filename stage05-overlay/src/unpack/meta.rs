@@ -41,14 +41,14 @@ impl Meta {
     /// times too large for the header's fields).
     pub(crate) fn read<R: Read>(entry: &mut tar::Entry<'_, R>, shown: &str) -> Result<Self> {
         let header = entry.header();
+        let old = header.as_old();
         let bad = |field: &str| format!("the entry {shown} has a malformed {field} field");
-        let mut uid = header.uid().with_context(|| bad("uid"))?;
-        let mut gid = header.gid().with_context(|| bad("gid"))?;
-        let mode = header.mode().with_context(|| bad("mode"))? & 0o7777;
-        let mut mtime = TimeSpec::new(
-            i64::try_from(header.mtime().with_context(|| bad("mtime"))?).unwrap_or(i64::MAX),
-            0,
-        );
+        let mut uid = numeric(header.uid(), &old.uid).with_context(|| bad("uid"))?;
+        let mut gid = numeric(header.gid(), &old.gid).with_context(|| bad("gid"))?;
+        let mode = numeric(header.mode().map(u64::from), &old.mode).with_context(|| bad("mode"))?;
+        let mode = (mode & 0o7777) as u32;
+        let mtime = numeric(header.mtime(), &old.mtime).with_context(|| bad("mtime"))?;
+        let mut mtime = TimeSpec::new(i64::try_from(mtime).unwrap_or(i64::MAX), 0);
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions().with_context(|| bad("PAX header"))? {
             for extension in pax {
@@ -91,6 +91,15 @@ impl Meta {
             mtime,
             xattrs,
         })
+    }
+}
+
+/// A numeric header field; an empty one (all NULs or spaces) is 0, as Go's
+/// `archive/tar` (docker's) reads it, and some tools write them so.
+fn numeric(parsed: std::io::Result<u64>, raw: &[u8]) -> std::io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        parsed => parsed,
     }
 }
 

@@ -17,7 +17,7 @@
 //!   for when overlayfs is not available (a copy per container, as docker's `vfs`).
 
 mod beneath;
-mod compression;
+pub(crate) mod compression;
 mod lower;
 mod meta;
 mod name;

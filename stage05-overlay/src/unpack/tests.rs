@@ -355,6 +355,32 @@ fn whiteouts_and_opaque_markers_through_a_symlink_delete_nothing_outside() {
 }
 
 #[test]
+fn empty_numeric_fields_read_as_zero_but_garbage_is_refused() {
+    let mut header = Header::new_gnu();
+    header.set_entry_type(EntryType::Regular);
+    header.set_size(0);
+    header.set_mode(0o644);
+    header.as_old_mut().name[..1].copy_from_slice(b"f");
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, &b""[..]).unwrap();
+    let scene = Scene::new();
+    scene.overlay(&builder.into_inner().unwrap()).unwrap();
+    assert_eq!(fs::metadata(scene.dest().join("f")).unwrap().mtime(), 0);
+
+    header.as_old_mut().uid.copy_from_slice(b"12x4567\0");
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, &b""[..]).unwrap();
+    let scene = Scene::new();
+    let err = err_of(scene.overlay(&builder.into_inner().unwrap()));
+    assert!(
+        err.contains("the entry \"f\" has a malformed uid field"),
+        "{err}"
+    );
+}
+
+#[test]
 fn empty_names_and_nul_bytes_are_refused() {
     let scene = Scene::new();
     let err = err_of(scene.overlay(&Tar::new().file("", "x").bytes()));
