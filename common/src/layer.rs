@@ -51,12 +51,26 @@ impl Process {
     }
 }
 
+/// A file the runtime makes for the container (stage 4's `/etc/hosts`, `/etc/hostname`
+/// and `/etc/resolv.conf`). The layer that builds the root binds it read-only at
+/// `path`: neither the rootfs, which is the user's, nor the host is written into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeFile {
+    /// Where the container sees it: an absolute path.
+    pub path: PathBuf,
+    /// What it holds.
+    pub text: String,
+}
+
 /// The parent's view before `clone`: validate input, open what must be opened from the
 /// host's point of view, adjust the process.
 #[derive(Debug)]
 pub struct Prepare<'a> {
     /// The command the container will run.
     pub process: &'a mut Process,
+    /// Files for the container: a layer adds them, and the layer that builds the root
+    /// (after it in the order) takes them.
+    pub files: &'a mut Vec<MadeFile>,
     /// The union of every layer's [`Layer::clone_flags`]: which namespaces the child gets.
     pub clone_flags: CloneFlags,
 }

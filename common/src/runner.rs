@@ -65,10 +65,12 @@ fn start_and_wait(
     clone_flags: CloneFlags,
     outcome: &mut Cleanup,
 ) -> Result<i32> {
+    let mut files = Vec::new();
     for layer in layers.iter_mut() {
         layer
             .prepare(&mut Prepare {
                 process,
+                files: &mut files,
                 clone_flags,
             })
             .with_context(|| format!("preparing the {} layer", layer.name()))?;
