@@ -116,6 +116,7 @@ pub struct Cleanup {
 ///
 /// 1. [`prepare`](Layer::prepare) in the parent, before `clone`;
 /// 2. `clone` with the union of every layer's [`clone_flags`](Layer::clone_flags);
+///    the child at once `unshare`s the namespaces of [`unshare_flags`](Layer::unshare_flags);
 /// 3. [`parent`](Layer::parent) in the parent while the child waits;
 /// 4. [`child`](Layer::child) in the child, then `execve`;
 /// 5. [`cleanup`](Layer::cleanup) in the parent, always: after exit, errors and signals.
@@ -127,6 +128,14 @@ pub trait Layer {
 
     /// The namespaces this feature needs the child to be born into.
     fn clone_flags(&self) -> CloneFlags {
+        CloneFlags::empty()
+    }
+
+    /// Namespaces the child makes itself with `unshare`, as soon as it exists: the
+    /// kernel builds them while the parent runs the first `parent` phases (writing the
+    /// id maps), on another CPU, instead of inside `clone`. They belong to the child's
+    /// user namespace all the same. This layer's `parent` phase runs once they exist.
+    fn unshare_flags(&self) -> CloneFlags {
         CloneFlags::empty()
     }
 

@@ -141,7 +141,11 @@ impl Layer for Network {
     }
 
     // ANCHOR: net_flags
-    fn clone_flags(&self) -> CloneFlags {
+    /// The child makes its network namespace itself, right after `clone`: building
+    /// one takes the kernel about 0.4 ms, which it spends while the parent writes the
+    /// id maps. Made by the child, it belongs to the child's user namespace, as it
+    /// would from `clone`.
+    fn unshare_flags(&self) -> CloneFlags {
         if self.config.mode.isolated() {
             CloneFlags::CLONE_NEWNET
         } else {
