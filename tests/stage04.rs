@@ -159,6 +159,8 @@ fn fetch_through(net: &Net, user: &TestUser, options: &[&str], port: u16) -> Str
 }
 
 // Graders kept in files of their own (tests/stage04/), one module each.
+#[path = "stage04/add_veth.rs"]
+mod add_veth;
 #[path = "stage04/bridge.rs"]
 mod bridge;
 #[path = "stage04/stage03s.rs"]
@@ -601,6 +603,93 @@ mod etc_files {
         assert_eq!(std::fs::read_link(&hosts).expect("the link"), target);
     }
 
+    /// `none` keeps nothing on the host: the files are made in the container's own
+    /// tmpfs, which is bound from and then leaves the tree (one mount on /tmp).
+    #[test]
+    fn none_keeps_no_files_on_the_host() {
+        let net = need!(rootless());
+        let _leaks = LeakCheck::start();
+        let mut running = net
+            .stage
+            .run()
+            .args(["--network", "none"])
+            .sh("grep -E ' /(tmp|etc/hosts|etc/hostname|etc/resolv.conf) ' /proc/self/mountinfo; echo ready; read line")
+            .spawn();
+        let mut mounts = Vec::new();
+        loop {
+            let line = running.read_line();
+            if line == "ready" {
+                break;
+            }
+            mounts.push(line);
+        }
+        let dirs = net.run_dirs();
+        running.write_stdin(b"\n");
+        running.wait().expect_success();
+        assert!(
+            dirs.is_empty(),
+            "a run directory for --network none: {dirs:?}"
+        );
+        let at = |point: &str| {
+            mounts
+                .iter()
+                .filter(|m| m.split(' ').nth(4) == Some(point))
+                .count()
+        };
+        assert_eq!(at("/tmp"), 1, "one mount on /tmp: {mounts:#?}");
+        for file in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
+            let bind = mounts
+                .iter()
+                .find(|m| m.split(' ').nth(4) == Some(file))
+                .unwrap_or_else(|| panic!("{file} is not bound: {mounts:#?}"));
+            assert!(
+                bind.contains(" - tmpfs ")
+                    && bind.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")),
+                "{file} should be a read-only bind from a tmpfs: {bind}"
+            );
+        }
+    }
+
+    /// A rootfs without the files gets empty mount points for them; a run that never
+    /// starts removes them again.
+    #[test]
+    fn mount_points_of_a_failed_run_are_removed() {
+        let user = need!(users::with_ranges());
+        let rootfs = need!(users::private_rootfs(user));
+        let etc = rootfs.path().join("etc");
+        for name in ["hosts", "hostname", "resolv.conf"] {
+            let _ = std::fs::remove_file(etc.join(name));
+        }
+        let net = need!(Net::with_rootfs(user, rootfs.path()));
+        let _leaks = LeakCheck::start();
+        let names = ["hosts", "hostname", "resolv.conf"];
+        let there = || names.map(|name| etc.join(name).exists());
+        net.stage
+            .run()
+            .args(["--network", "none"])
+            .cmd(["/no/such/program"])
+            .output()
+            .expect_code(127);
+        assert_eq!(
+            there(),
+            [false; 3],
+            "a run that never started left mount points"
+        );
+        let ran = net
+            .stage
+            .run()
+            .args(["--network", "none"])
+            .cmd(["cat", "/etc/hostname"])
+            .output();
+        ran.expect_success();
+        assert_eq!(ran.stdout, "keel\n", "{ran}");
+        assert_eq!(
+            there(),
+            [true; 3],
+            "a run that started keeps its mount points"
+        );
+    }
+
     #[test]
     fn the_rootfs_files_are_left_as_they_were() {
         let user = need!(users::with_ranges());
@@ -709,9 +798,10 @@ mod cleanup {
         }
         assert!(!net::tcp_port_taken(port));
         assert_eq!(net.run_dirs().len(), 1, "the killed run's directory");
+        // A run that keeps a run directory (slirp4netns's socket) sweeps the old ones.
         net.stage
             .run()
-            .args(["--network", "none"])
+            .args(["--network", "slirp4netns"])
             .cmd(["true"])
             .output()
             .expect_success();
@@ -879,6 +969,9 @@ mod run_directory {
         need!(users::require_root());
         let user = need!(users::with_ranges());
         let busybox = need!(users::accessible_busybox());
+        // slirp4netns keeps its API socket in the run directory (`none` needs none).
+        need!(net::installed("slirp4netns", "slirp4netns"));
+        need!(net::tun_usable());
         let _turn = TMP_DIR.lock().unwrap_or_else(|p| p.into_inner());
         let planted = PathBuf::from(format!("/tmp/keel-{}", user.uid));
         match std::fs::symlink_metadata(&planted) {
@@ -897,7 +990,7 @@ mod run_directory {
         let _leaks = LeakCheck::start();
         let out = stage
             .run()
-            .args(["--network", "none"])
+            .args(["--network", "slirp4netns"])
             .cmd(["true"])
             .output();
         let written: Vec<_> = std::fs::read_dir(&landing)

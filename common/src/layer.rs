@@ -51,12 +51,26 @@ impl Process {
     }
 }
 
+/// A file the runtime makes for the container (stage 4's `/etc/hosts`, `/etc/hostname`
+/// and `/etc/resolv.conf`). The layer that builds the root binds it read-only at
+/// `path`: neither the rootfs, which is the user's, nor the host is written into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeFile {
+    /// Where the container sees it: an absolute path.
+    pub path: PathBuf,
+    /// What it holds.
+    pub text: String,
+}
+
 /// The parent's view before `clone`: validate input, open what must be opened from the
 /// host's point of view, adjust the process.
 #[derive(Debug)]
 pub struct Prepare<'a> {
     /// The command the container will run.
     pub process: &'a mut Process,
+    /// Files for the container: a layer adds them, and the layer that builds the root
+    /// (after it in the order) takes them.
+    pub files: &'a mut Vec<MadeFile>,
     /// The union of every layer's [`Layer::clone_flags`]: which namespaces the child gets.
     pub clone_flags: CloneFlags,
 }
@@ -102,6 +116,7 @@ pub struct Cleanup {
 ///
 /// 1. [`prepare`](Layer::prepare) in the parent, before `clone`;
 /// 2. `clone` with the union of every layer's [`clone_flags`](Layer::clone_flags);
+///    the child at once `unshare`s the namespaces of [`unshare_flags`](Layer::unshare_flags);
 /// 3. [`parent`](Layer::parent) in the parent while the child waits;
 /// 4. [`child`](Layer::child) in the child, then `execve`;
 /// 5. [`cleanup`](Layer::cleanup) in the parent, always: after exit, errors and signals.
@@ -113,6 +128,14 @@ pub trait Layer {
 
     /// The namespaces this feature needs the child to be born into.
     fn clone_flags(&self) -> CloneFlags {
+        CloneFlags::empty()
+    }
+
+    /// Namespaces the child makes itself with `unshare`, as soon as it exists: the
+    /// kernel builds them while the parent runs the first `parent` phases (writing the
+    /// id maps), on another CPU, instead of inside `clone`. They belong to the child's
+    /// user namespace all the same. This layer's `parent` phase runs once they exist.
+    fn unshare_flags(&self) -> CloneFlags {
         CloneFlags::empty()
     }
 

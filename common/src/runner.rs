@@ -43,12 +43,20 @@ pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
     let clone_flags = layers
         .iter()
         .fold(CloneFlags::empty(), |all, layer| all | layer.clone_flags());
+    let unshare_flags = layers.iter().fold(CloneFlags::empty(), |all, layer| {
+        all | layer.unshare_flags()
+    });
 
     let mut cleanup = Cleanup {
         pid: None,
         started: false,
     };
-    let result = start_and_wait(&mut process, layers, clone_flags, &mut cleanup);
+    let result = start_and_wait(
+        &mut process,
+        layers,
+        (clone_flags, unshare_flags),
+        &mut cleanup,
+    );
 
     // Cleanup runs in reverse order, like destructors: the last thing set up is the
     // first thing taken down.
@@ -59,17 +67,22 @@ pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
 }
 // ANCHOR_END: run
 
+/// `flags`: the namespaces `clone` makes, and those the child unshares.
 fn start_and_wait(
     process: &mut Process,
     layers: &mut [Box<dyn Layer>],
-    clone_flags: CloneFlags,
+    (clone_flags, unshare_flags): (CloneFlags, CloneFlags),
     outcome: &mut Cleanup,
 ) -> Result<i32> {
+    // What the layers are told: every namespace the child will have.
+    let namespaces = clone_flags | unshare_flags;
+    let mut files = Vec::new();
     for layer in layers.iter_mut() {
         layer
             .prepare(&mut Prepare {
                 process,
-                clone_flags,
+                files: &mut files,
+                clone_flags: namespaces,
             })
             .with_context(|| format!("preparing the {} layer", layer.name()))?;
     }
@@ -86,7 +99,7 @@ fn start_and_wait(
         child(
             process_ref,
             layers,
-            clone_flags,
+            (namespaces, unshare_flags),
             &parent_end,
             &child_end,
             &supervisor,
@@ -102,7 +115,7 @@ fn start_and_wait(
             Some(Signal::SIGCHLD as i32),
         )
     }
-    .map_err(|errno| clone_error(errno, clone_flags))?;
+    .map_err(|errno| namespace_error("clone", errno, clone_flags))?;
     outcome.pid = Some(pid);
     drop(child_end);
     explain::step(
@@ -111,12 +124,23 @@ fn start_and_wait(
     );
 
     let setup = (|| -> Result<Option<OwnedFd>> {
+        let mut unshared = unshare_flags.is_empty();
         for layer in layers.iter_mut() {
+            if !unshared && !layer.unshare_flags().is_empty() {
+                wait_for_unshare(&parent_end, unshare_flags)?;
+                unshared = true;
+            }
             layer
-                .parent(&mut Parent { pid, clone_flags })
+                .parent(&mut Parent {
+                    pid,
+                    clone_flags: namespaces,
+                })
                 .with_context(|| {
                     format!("setting up the {} layer from the parent", layer.name())
                 })?;
+        }
+        if !unshared {
+            wait_for_unshare(&parent_end, unshare_flags)?;
         }
         explain::step(
             "send(sync, \"go\")",
@@ -151,7 +175,7 @@ fn start_and_wait(
 fn child(
     process: &Process,
     layers: &mut [Box<dyn Layer>],
-    clone_flags: CloneFlags,
+    (clone_flags, unshare_flags): (CloneFlags, CloneFlags),
     parent_end: &ParentEnd,
     channel: &ChildEnd,
     supervisor: &Supervisor,
@@ -162,6 +186,16 @@ fn child(
     supervisor.restore_in_child();
     // If the runtime dies (even by SIGKILL), the half-made container dies with it.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if !unshare_flags.is_empty() {
+        // Meanwhile the parent writes the id maps: the kernel does both at once.
+        let unshared = nix::sched::unshare(unshare_flags)
+            .map_err(|errno| namespace_error("unshare", errno, unshare_flags))
+            .and_then(|()| channel.send_unshared());
+        if let Err(err) = unshared {
+            channel.report(RUNTIME_FAILED, &format!("{err:#}"));
+            return RUNTIME_FAILED as isize;
+        }
+    }
     if !channel.wait_for_go() {
         return RUNTIME_FAILED as isize;
     }
@@ -220,7 +254,18 @@ fn setup_child(
     fds::close_on_exec_all()
 }
 
-fn clone_error(errno: nix::Error, flags: CloneFlags) -> anyhow::Error {
+/// Waits until the child has made the namespaces of `flags`.
+fn wait_for_unshare(parent: &ParentEnd, flags: CloneFlags) -> Result<()> {
+    parent.wait_for_unshare()?;
+    explain::step(
+        format_args!("child: unshare({})", explain::flags(&flags)),
+        "made by the child itself, in its user namespace, while the parent went on",
+    );
+    Ok(())
+}
+
+/// The error of `call` (`clone` or `unshare`) making the namespaces of `flags`.
+fn namespace_error(call: &str, errno: nix::Error, flags: CloneFlags) -> anyhow::Error {
     let hint = match errno {
         nix::Error::EPERM => {
             "creating these namespaces needs privileges: run as root (sudo), or use a stage \
@@ -233,7 +278,7 @@ fn clone_error(errno: nix::Error, flags: CloneFlags) -> anyhow::Error {
         _ => "see clone(2)",
     };
     anyhow::anyhow!(
-        "clone({}) failed: {}: {hint}",
+        "{call}({}) failed: {}: {hint}",
         explain::flags(&flags),
         errno.desc()
     )

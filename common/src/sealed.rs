@@ -18,9 +18,18 @@
 //! file that nobody, not even root, can change; the host's binary is never reachable.
 //!
 //! The copy and the second `execve` cost about a millisecond and a half on a small
-//! VM. Like crun, keel skips them when its binary is on a read-only mount: an
-//! installation that mounts its binaries read-only (`mount --bind -o ro`, an image
-//! filesystem) pays nothing, and a write through `/proc/self/exe` fails with EROFS.
+//! VM. keel skips them where no container could write the binary anyway:
+//!
+//! - on a read-only mount, as crun does (`mount --bind -o ro`, an image filesystem):
+//!   a write through `/proc/self/exe` fails with EROFS;
+//! - when a user runs a binary that root owns and only root may write (installed in
+//!   `/usr/local/bin`): the user's containers hold the user's own ids and subordinate
+//!   ones, never root's, and the capabilities of a user namespace do not reach a file
+//!   whose owner is not mapped in it. The write fails with EACCES. (A user whose
+//!   subordinate ids include 0 could map root: such a user is root already.)
+//!
+//! What remains is a binary the caller may write, such as the one `cargo build` makes:
+//! container root is its owner, or root itself.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -55,7 +64,7 @@ const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
 /// it already does, and otherwise re-executes itself from one (and does not return).
 pub fn ensure() -> Result<()> {
     let exe = File::open("/proc/self/exe").context("opening /proc/self/exe")?;
-    if is_sealed(&exe) || on_a_read_only_mount(&exe) {
+    if is_sealed(&exe) || on_a_read_only_mount(&exe) || beyond_a_users_containers(&exe) {
         return Ok(());
     }
     let copy = sealed_copy(&exe)?;
@@ -81,6 +90,17 @@ fn is_sealed(exe: &File) -> bool {
 /// mount namespace, and a mount may only be changed from its own namespace.)
 fn on_a_read_only_mount(exe: &File) -> bool {
     nix::sys::statvfs::fstatvfs(exe).is_ok_and(|fs| fs.flags().contains(FsFlags::ST_RDONLY))
+}
+
+/// Whether the caller is not root and `exe` is root's, writable by no one else: no id a
+/// user's container holds can write it. (With a POSIX ACL, the group bits are the
+/// ACL's mask: no entry of it can grant a write that the mask does not.)
+fn beyond_a_users_containers(exe: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    !nix::unistd::geteuid().is_root()
+        && exe
+            .metadata()
+            .is_ok_and(|meta| meta.uid() == 0 && meta.mode() & 0o022 == 0)
 }
 
 // ANCHOR: sealed_copy

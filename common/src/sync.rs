@@ -27,6 +27,9 @@ use crate::exit::Failure;
 /// The message that releases the child.
 const GO: &[u8] = b"go";
 
+/// The message that says the child has made the namespaces it unshares.
+const UNSHARED: &[u8] = b"unshared";
+
 /// The message that carries the terminal's master fd.
 const TERMINAL: &[u8] = b"terminal";
 
@@ -67,6 +70,18 @@ impl ParentEnd {
         Ok(())
     }
 
+    /// Waits until the child has made the namespaces it unshares (`Ok`), or reported
+    /// why it could not.
+    pub fn wait_for_unshare(&self) -> Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let (n, _) = self.receive(&mut buf)?;
+        match &buf[..n] {
+            UNSHARED => Ok(()),
+            [] => anyhow::bail!("the child exited before it made its namespaces"),
+            text => Err(failure(text).into()),
+        }
+    }
+
     /// Waits until the child has exec'd (`Ok`) or reported why it could not. With
     /// `-t` the child sends its terminal first: it comes back as `Some(master)`.
     pub fn wait_for_exec(&self) -> Result<Option<OwnedFd>> {
@@ -77,15 +92,7 @@ impl ParentEnd {
             match (&buf[..n], fd) {
                 ([], _) => return Ok(terminal),
                 (TERMINAL, Some(fd)) => terminal = Some(fd),
-                (text, _) => {
-                    let text = String::from_utf8_lossy(text);
-                    let (code, message) = text.split_once(':').unwrap_or(("125", &text));
-                    return Err(Failure {
-                        code: code.parse().unwrap_or(crate::exit::RUNTIME_FAILED),
-                        message: message.to_owned(),
-                    }
-                    .into());
-                }
+                (text, _) => return Err(failure(text).into()),
             }
         }
     }
@@ -119,7 +126,24 @@ impl ParentEnd {
     }
 }
 
+/// The child's report `CODE:MESSAGE` as a failure.
+fn failure(text: &[u8]) -> Failure {
+    let text = String::from_utf8_lossy(text);
+    let (code, message) = text.split_once(':').unwrap_or(("125", &text));
+    Failure {
+        code: code.parse().unwrap_or(crate::exit::RUNTIME_FAILED),
+        message: message.to_owned(),
+    }
+}
+
 impl ChildEnd {
+    /// Tells the parent that the namespaces the child unshares exist.
+    pub fn send_unshared(&self) -> Result<()> {
+        socket::send(self.0.as_raw_fd(), UNSHARED, MsgFlags::MSG_NOSIGNAL)
+            .context("telling the parent that the namespaces are made")?;
+        Ok(())
+    }
+
     /// Blocks until the parent says "go". `false` means the parent is gone.
     pub fn wait_for_go(&self) -> bool {
         let mut buf = [0u8; 8];

@@ -17,7 +17,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 
-use common::explain;
+use common::{MadeFile, explain};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::fstatat;
@@ -43,9 +43,10 @@ struct Missing {
 }
 
 impl Leftovers {
-    /// Notes which of `mount_points` (names at the top of the rootfs `dir`) and of
-    /// the targets of `volumes` are missing, as the child will resolve them.
-    pub fn record(dir: &At, mount_points: &[&str], volumes: &[Volume]) -> Self {
+    /// Notes which of `mount_points` (names at the top of the rootfs `dir`), of the
+    /// targets of `volumes` and of the paths of `files` are missing, as the child will
+    /// resolve them.
+    pub fn record(dir: &At, mount_points: &[&str], volumes: &[Volume], files: &[MadeFile]) -> Self {
         let Ok(root) = dir.open(".").map(Root::new) else {
             return Self::default();
         };
@@ -56,7 +57,8 @@ impl Leftovers {
                 volumes
                     .iter()
                     .map(|v| (v.target.as_path(), !v.host.is_dir())),
-            );
+            )
+            .chain(files.iter().map(|f| (f.path.as_path(), true)));
         let missing = wanted
             .filter_map(|(path, file)| missing_part(&root, path, file))
             .collect();

@@ -9,6 +9,7 @@ pub mod dev;
 pub mod host;
 pub mod inroot;
 pub mod leftovers;
+pub mod made;
 pub mod masks;
 pub mod newmount;
 pub mod pivot;

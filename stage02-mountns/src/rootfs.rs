@@ -9,7 +9,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use common::{Child, Cleanup, Layer, Prepare};
+use common::{Child, Cleanup, Layer, MadeFile, Prepare};
 use libc::{
     MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
     MOUNT_ATTR_STRICTATIME,
@@ -20,7 +20,7 @@ use crate::at::At;
 use crate::inroot::Root;
 use crate::leftovers::Leftovers;
 use crate::volumes::{self, Volume};
-use crate::{dev, host, masks, newmount, pivot, reach};
+use crate::{dev, host, made, masks, newmount, pivot, reach};
 
 /// The directories of the rootfs the layer mounts on (created if missing).
 pub const MOUNT_POINTS: [&str; 4] = ["proc", "dev", "sys", "tmp"];
@@ -40,6 +40,8 @@ pub struct Rootfs {
     source: Source,
     hostname: String,
     volumes: Vec<Volume>,
+    /// Files the runtime makes for the container (taken from the layers before).
+    files: Vec<MadeFile>,
     /// The rootfs directory as `prepare` checked it (held open by the parent).
     checked: Option<At>,
     /// What the run may add to the rootfs directory, to remove if it never starts.
@@ -53,6 +55,7 @@ impl Rootfs {
             source,
             hostname: hostname.to_owned(),
             volumes,
+            files: Vec::new(),
             checked: None,
             leftovers: None,
         }
@@ -68,14 +71,20 @@ impl Layer for Rootfs {
         CloneFlags::CLONE_NEWNS
     }
 
-    fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
+    fn prepare(&mut self, cx: &mut Prepare<'_>) -> Result<()> {
+        self.files = std::mem::take(cx.files);
         // Fail early, in the parent, on a host path that does not exist.
         for volume in &self.volumes {
             volumes::check_host(volume)?;
         }
         if let Source::Dir(dir) = &self.source {
             let checked = check_rootfs(dir)?;
-            self.leftovers = Some(Leftovers::record(&checked, &MOUNT_POINTS, &self.volumes));
+            self.leftovers = Some(Leftovers::record(
+                &checked,
+                &MOUNT_POINTS,
+                &self.volumes,
+                &self.files,
+            ));
             self.checked = Some(checked);
         }
         Ok(())
@@ -128,6 +137,7 @@ impl Layer for Rootfs {
         dev::populate(&dev, cx.process.terminal)?;
         let sys = mount_sys(&root.mount_point("sys")?)?;
         masks::apply(&proc, &sys)?;
+        made::bind(&root, &self.files)?;
         newmount::filesystem("tmpfs", "mode=1777", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)?
             .attach(&root.mount_point("tmp")?, "a private, writable /tmp")?;
         for volume in &opened_volumes {

@@ -355,10 +355,11 @@ impl HostNetlink {
         }))
     }
 
-    // ANCHOR: add_veth
     /// The veth pair: `host_end` here, and its peer made directly inside the network
     /// namespace of `pid` under the name `eth0` (`IFLA_NET_NS_PID` in the peer's half).
     fn add_veth(&self, host_end: &str, pid: Pid) -> Result<()> {
+        // ANCHOR: add_veth
+        // EXERCISE: build the peer's half (a LinkMessageBuilder::<LinkUnspec> named CONTAINER_END, moved with setns_by_pid into the namespace of `pid`) and a LinkVeth named host_end whose info data is InfoVeth::Peer(peer); send it with self.handle.link().add(..).execute() on self.runtime.block_on, then explain the step
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(CONTAINER_END)
             .setns_by_pid(pid.as_raw() as u32)
@@ -384,8 +385,8 @@ impl HostNetlink {
              container's network namespace (the one process PID is in) as eth0",
         );
         Ok(())
+        // ANCHOR_END: add_veth
     }
-    // ANCHOR_END: add_veth
 
     /// `ip link set dev NAME master keel0`.
     fn plug_into(&self, name: &str, bridge: u32) -> Result<()> {

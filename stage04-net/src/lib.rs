@@ -26,7 +26,6 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 use common::doctor::Report;
-use common::state::RunDir;
 use common::{Layer, Stage};
 use stage03_userns::Stage03;
 
@@ -122,26 +121,15 @@ impl Stage for Stage04 {
                 stage02_mountns::rootfs::Source::Host => None,
             },
         };
-        // The network decides the container's /etc/hosts, /etc/hostname and
-        // /etc/resolv.conf: written in a directory of the run's own and bound
-        // read-only by stage 2's rootfs layer, like a `-v`.
-        let dir = RunDir::create("net")?;
-        let mut stage03 = args.stage03.clone();
-        for (host, target) in network::etc_files(&dir) {
-            stage03
-                .stage02
-                .volumes
-                .push(format!("{}:{target}:ro", host.display()));
-        }
-        let mut layers = Stage03::layers(&stage03)?;
-        // Before the rootfs layer: its `prepare` writes the files that the rootfs
-        // layer's `prepare` then checks; its `parent` runs after the user layer's, once
+        let mut layers = Stage03::layers(&args.stage03)?;
+        // Before the rootfs layer: its `prepare` makes the /etc files that the rootfs
+        // layer's `prepare` takes, to bind them in the child; its `parent` runs after the user layer's, once
         // the maps are written; its `child` runs as container root.
         let rootfs = layers
             .iter()
             .position(|l| l.name() == "rootfs")
             .unwrap_or(layers.len());
-        layers.insert(rootfs, Box::new(Network::new(config, dir)));
+        layers.insert(rootfs, Box::new(Network::new(config)));
         Ok(layers)
     }
     // ANCHOR_END: layers

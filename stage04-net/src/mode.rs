@@ -33,6 +33,12 @@ impl Mode {
     pub fn isolated(self) -> bool {
         self != Mode::Host
     }
+
+    /// Whether the run keeps files on the host: a helper's socket or PID file, the
+    /// bridge's lease. `none` and `host` keep none, and start faster for it.
+    pub fn needs_run_dir(self) -> bool {
+        matches!(self, Mode::Slirp4netns { .. } | Mode::Pasta | Mode::Bridge)
+    }
 }
 
 // ANCHOR: parse_mode

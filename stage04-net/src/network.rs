@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use common::state::RunDir;
-use common::{Child, Cleanup, Layer, Parent, Prepare, explain};
+use common::{Child, Cleanup, Layer, MadeFile, Parent, Prepare, explain};
 use nix::sched::CloneFlags;
 
 use crate::bridge::Bridge;
@@ -47,8 +47,9 @@ pub struct Config {
 #[derive(Debug)]
 pub struct Network {
     config: Config,
-    /// The run's own directory: the /etc files, the API socket.
-    dir: RunDir,
+    /// The run's own directory on the host, for what a helper keeps there (slirp4netns's
+    /// API socket, pasta's PID file, the bridge's lease): made only for those modes.
+    dir: Option<RunDir>,
     slirp: Option<Slirp>,
     pasta: Option<Pasta>,
     /// `--network bridge`: the container's lease and veth, from `prepare` on.
@@ -56,25 +57,12 @@ pub struct Network {
     forwarder: Option<Forwarder>,
 }
 
-/// The files of the container's /etc that the network decides, as (path in the run
-/// directory, path in the container). They are in `etc/`, mode 0755, the only part of
-/// the run directory that the container's root (another uid with root's `--userns
-/// auto`) must be able to read.
-pub fn etc_files(dir: &RunDir) -> [(PathBuf, &'static str); 3] {
-    let etc = dir.path().join("etc");
-    [
-        (etc.join("hosts"), "/etc/hosts"),
-        (etc.join("hostname"), "/etc/hostname"),
-        (etc.join("resolv.conf"), "/etc/resolv.conf"),
-    ]
-}
-
 impl Network {
-    /// The layer for `config`, with `dir` for its files.
-    pub fn new(config: Config, dir: RunDir) -> Self {
+    /// The layer for `config`.
+    pub fn new(config: Config) -> Self {
         Self {
             config,
-            dir,
+            dir: None,
             slirp: None,
             pasta: None,
             bridge: None,
@@ -113,36 +101,38 @@ impl Network {
         }
     }
 
-    // ANCHOR: write_etc
-    /// Writes /etc/hosts, /etc/hostname and /etc/resolv.conf into the run directory;
-    /// the rootfs layer binds them read-only over the container's.
-    fn write_etc(&self) -> Result<()> {
+    // ANCHOR: etc_files
+    /// /etc/hosts, /etc/hostname and /etc/resolv.conf, for the rootfs layer to bind
+    /// read-only over the container's (see stage 2's `made.rs`).
+    fn etc_files(&self) -> Vec<MadeFile> {
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let etc = self.dir.path().join("etc");
-        std::fs::create_dir(&etc).with_context(|| format!("creating {}", etc.display()))?;
-        std::fs::set_permissions(&etc, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let [hosts, hostname, resolv] = etc_files(&self.dir);
-        let texts = [
-            (
-                hosts,
-                etc::hosts(
-                    &self.config.hostname,
-                    self.address(),
-                    &self.config.add_hosts,
-                ),
-            ),
-            (hostname, format!("{}\n", self.config.hostname)),
-            (
-                resolv,
-                etc::resolv_conf(&self.name_servers(&host_resolv), &host_resolv),
-            ),
-        ];
-        for ((path, _), text) in texts {
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        }
-        Ok(())
+        let hosts = etc::hosts(
+            &self.config.hostname,
+            self.address(),
+            &self.config.add_hosts,
+        );
+        let hostname = format!("{}\n", self.config.hostname);
+        let resolv = etc::resolv_conf(&self.name_servers(&host_resolv), &host_resolv);
+        [
+            ("/etc/hosts", hosts),
+            ("/etc/hostname", hostname),
+            ("/etc/resolv.conf", resolv),
+        ]
+        .into_iter()
+        .map(|(path, text)| MadeFile {
+            path: path.into(),
+            text,
+        })
+        .collect()
     }
-    // ANCHOR_END: write_etc
+    // ANCHOR_END: etc_files
+
+    /// The run directory; `prepare` made it for the modes that use one.
+    fn dir(&self) -> Result<&RunDir> {
+        self.dir
+            .as_ref()
+            .context("the network layer has no run directory (prepare makes it)")
+    }
 }
 
 impl Layer for Network {
@@ -151,7 +141,11 @@ impl Layer for Network {
     }
 
     // ANCHOR: net_flags
-    fn clone_flags(&self) -> CloneFlags {
+    /// The child makes its network namespace itself, right after `clone`: building
+    /// one takes the kernel about 0.4 ms, which it spends while the parent writes the
+    /// id maps. Made by the child, it belongs to the child's user namespace, as it
+    /// would from `clone`.
+    fn unshare_flags(&self) -> CloneFlags {
         if self.config.mode.isolated() {
             CloneFlags::CLONE_NEWNET
         } else {
@@ -160,7 +154,7 @@ impl Layer for Network {
     }
     // ANCHOR_END: net_flags
 
-    fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
+    fn prepare(&mut self, cx: &mut Prepare<'_>) -> Result<()> {
         crate::checks::can_run(&self.config)?;
         if let Some(notice) = &self.config.notice {
             eprintln!("stage04-net: notice: {notice}");
@@ -174,12 +168,17 @@ impl Layer for Network {
                 "--network host: the container shares the host's network; nothing of it is isolated",
             );
         }
+        if self.config.mode.needs_run_dir() {
+            self.dir = Some(RunDir::create("net")?);
+        }
         if self.config.mode == Mode::Bridge {
             // Before clone: the child configures this address itself, and /etc/hosts
             // names it.
-            self.bridge = Some(Bridge::lease(self.config.subnet, self.dir.id())?);
+            self.bridge = Some(Bridge::lease(self.config.subnet, self.dir()?.id())?);
         }
-        self.write_etc()
+        let files = self.etc_files();
+        cx.files.extend(files);
+        Ok(())
     }
 
     // ANCHOR: net_parent
@@ -187,12 +186,12 @@ impl Layer for Network {
         if let Some(bridge) = &mut self.bridge {
             bridge.attach(cx.pid)?;
         }
-        let dir = self.dir.path();
         match self.config.mode {
             Mode::Slirp4netns {
                 allow_host_loopback,
             } => {
                 let binary = helper::which("slirp4netns").context("slirp4netns is not on PATH")?;
+                let dir = self.dir()?.path();
                 self.slirp = Some(slirp::start(&binary, cx.pid, allow_host_loopback, dir)?);
             }
             Mode::Pasta => {
@@ -202,7 +201,7 @@ impl Layer for Network {
                 } else {
                     Vec::new()
                 };
-                self.pasta = Some(pasta::start(&binary, cx.pid, &ports, dir)?);
+                self.pasta = Some(pasta::start(&binary, cx.pid, &ports, self.dir()?.path())?);
             }
             _ => {}
         }

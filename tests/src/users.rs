@@ -623,6 +623,21 @@ pub fn private_rootfs(user: &TestUser) -> Result<TempDir, Skip> {
     Ok(copy)
 }
 
+/// A copy of the runtime `binary` owned by `uid:gid` (mode 0755), in a directory of
+/// theirs: what a user gets from `cargo build`, or root's copy in `/usr/local/bin`.
+/// Only the calling test runs it (an attack that worked would overwrite it).
+pub fn binary_owned_by(binary: &Path, uid: u32, gid: u32) -> (TempDir, PathBuf) {
+    let dir = dir_owned_by(uid, gid, 0o755);
+    let copy = install_executable(binary, dir.path());
+    nix::unistd::chown(
+        &copy,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .unwrap_or_else(|err| panic!("chown {}: {err}", copy.display()));
+    (dir, copy)
+}
+
 /// A new directory in [`shared_dir`] owned by `uid:gid` with `mode`; deleted when dropped.
 pub fn dir_owned_by(uid: u32, gid: u32, mode: u32) -> TempDir {
     let dir = tempfile::Builder::new()

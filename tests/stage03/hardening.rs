@@ -4,33 +4,43 @@
 //! (CVE-2017-5226), `--init`, and `-w` resolved inside the root (CVE-2024-21626).
 
 use super::*;
+use keel_graders::attacker;
 use keel_graders::checks::{init, sealed, terminal, workdir};
-use keel_graders::{attacker, runtime::install_executable};
 use nix::sys::signal::Signal;
 
-/// A copy of the stage's binary owned by `uid:gid`, in a directory of theirs: what a
-/// user gets from `cargo build`. This test alone runs it (an attack that worked would
-/// overwrite it).
+/// A copy of the stage's binary owned by `uid:gid` (see [`users::binary_owned_by`]).
 fn binary_owned_by(uid: u32, gid: u32) -> (tempfile::TempDir, PathBuf) {
-    let dir = users::dir_owned_by(uid, gid, 0o755);
-    let copy = install_executable(Path::new(env!("CARGO_BIN_EXE_keel-stage03")), dir.path());
-    nix::unistd::chown(
-        &copy,
-        Some(nix::unistd::Uid::from_raw(uid)),
-        Some(nix::unistd::Gid::from_raw(gid)),
-    )
-    .expect("chown the binary's copy");
-    (dir, copy)
+    users::binary_owned_by(Path::new(env!("CARGO_BIN_EXE_keel-stage03")), uid, gid)
 }
 
 mod sealed_exe {
     use super::*;
 
+    /// The user's own binary: the runtime copies it.
     #[test]
     fn runtime_runs_from_a_sealed_memfd() {
-        let (_, stage) = need!(with_ranges());
+        let (user, _) = need!(with_ranges());
+        let busybox = need!(users::accessible_busybox());
+        let (_dir, binary) = binary_owned_by(user.uid, user.gid);
+        let stage = Runtime::new(NAME, &binary)
+            .with_options([Path::new("--rootfs"), busybox])
+            .as_user(user.run_as());
         let _leaks = LeakCheck::start();
         sealed::runtime_runs_from_a_sealed_copy(&stage);
+    }
+
+    /// Root's binary, run by a user: no copy, and the attack is refused all the same.
+    #[test]
+    fn roots_binary_run_by_a_user_is_out_of_reach_uncopied() {
+        let (user, _) = need!(with_ranges());
+        let rootfs = need!(users::private_rootfs(user));
+        let (_dir, binary) = binary_owned_by(0, 0);
+        need!(attacker::arm(rootfs.path(), &binary));
+        let stage = Runtime::new(NAME, &binary)
+            .with_options([Path::new("--rootfs"), rootfs.path()])
+            .as_user(user.run_as());
+        let _leaks = LeakCheck::start();
+        sealed::roots_binary_run_by_a_user_is_not_copied(&stage, &binary);
     }
 
     /// The user's own binary (as `cargo run` builds it), run by the user: container

@@ -24,7 +24,8 @@
 //! targets, which the shared rootfs must not get.
 //!
 //! This module is self-contained (it uses nothing of the file that includes it) and
-//! runs the stage's twin binary `keel-stage04`.
+//! runs the stage's twin binary `keel-stage04`. The graders of what a container sees
+//! through its veth pair are exercise `add_veth`'s, in `add_veth.rs`, on these helpers.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
@@ -42,22 +43,22 @@ use nix::sys::socket::{
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-const NAME: &str = "stage04-net";
+pub(crate) const NAME: &str = "stage04-net";
 
 /// The bridge keel makes.
-const BRIDGE: &str = "keel0";
+pub(crate) const BRIDGE: &str = "keel0";
 
 /// Who holds which address (root's runtime directory).
-const LEASES: &str = "/run/keel/bridge-leases";
+pub(crate) const LEASES: &str = "/run/keel/bridge-leases";
 
 /// Taken by each grader of this module, so that they take turns with the bridge.
-const TURNS: &str = "/run/lock/keel-graders-bridge.lock";
+pub(crate) const TURNS: &str = "/run/lock/keel-graders-bridge.lock";
 
 /// How long a connection, or a link's removal, may take: a deadline, not a pause.
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A grader's turn with the bridge: root, its own busybox rootfs, and the stage.
-struct Turn {
+pub(crate) struct Turn {
     stage: Runtime,
     rootfs: TempDir,
     _turn: File,
@@ -65,7 +66,7 @@ struct Turn {
 
 impl Turn {
     /// The stage with `--rootfs <copy> --network bridge`.
-    fn bridged(&self) -> Runtime {
+    pub(crate) fn bridged(&self) -> Runtime {
         self.stage
             .clone()
             .with_options([Path::new("--rootfs"), self.rootfs.path()])
@@ -74,7 +75,7 @@ impl Turn {
 }
 
 /// Skips unless root and busybox are here and no other container uses the bridge.
-fn turn() -> Result<Turn, Skip> {
+pub(crate) fn turn() -> Result<Turn, Skip> {
     require_root()?;
     let rootfs = rootfs::private_copy()?;
     let turn = File::options()
@@ -109,7 +110,7 @@ fn turn() -> Result<Turn, Skip> {
 // What the host shows: links, leases, routes.
 
 /// The host's links whose name starts with `keel`, as `ip -o link` names them.
-fn keel_links() -> Vec<String> {
+pub(crate) fn keel_links() -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["-o", "link"])
         .output()
@@ -128,7 +129,7 @@ fn keel_links() -> Vec<String> {
 
 /// One line of the leases file: `ADDRESS/PREFIX LINK PID START`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Lease {
+pub(crate) struct Lease {
     address: Ipv4Addr,
     link: String,
     pid: u32,
@@ -152,7 +153,7 @@ impl Lease {
 }
 
 /// The leases the file holds (none if there is no file).
-fn leases() -> Vec<Lease> {
+pub(crate) fn leases() -> Vec<Lease> {
     let text = std::fs::read_to_string(LEASES).unwrap_or_default();
     text.lines()
         .map(|line| {
@@ -175,7 +176,7 @@ fn leases() -> Vec<Lease> {
 
 /// Panics unless the host is as before any run: no `keel*` link (neither the bridge
 /// nor a veth end), no lease.
-fn assert_nothing_left(after: &str) {
+pub(crate) fn assert_nothing_left(after: &str) {
     let links = keel_links();
     assert!(
         links.is_empty(),
@@ -191,7 +192,7 @@ fn assert_nothing_left(after: &str) {
 /// An IPv4 network as `(network, prefix)`.
 type Net = (Ipv4Addr, u8);
 
-fn mask(prefix: u8) -> u32 {
+pub(crate) fn mask(prefix: u8) -> u32 {
     if prefix == 0 {
         0
     } else {
@@ -199,17 +200,17 @@ fn mask(prefix: u8) -> u32 {
     }
 }
 
-fn contains(net: Net, address: Ipv4Addr) -> bool {
+pub(crate) fn contains(net: Net, address: Ipv4Addr) -> bool {
     u32::from(address) & mask(net.1) == u32::from(net.0)
 }
 
-fn overlaps(a: Net, b: Net) -> bool {
+pub(crate) fn overlaps(a: Net, b: Net) -> bool {
     let shorter = mask(a.1.min(b.1));
     u32::from(a.0) & shorter == u32::from(b.0) & shorter
 }
 
 /// The host's routes, but the default one and keel's own: `(device, network)`.
-fn host_routes() -> Vec<(String, Net)> {
+pub(crate) fn host_routes() -> Vec<(String, Net)> {
     let text = std::fs::read_to_string("/proc/net/route").expect("read /proc/net/route");
     let hex = |field: &str| Ipv4Addr::from(u32::from_str_radix(field, 16).unwrap().to_ne_bytes());
     text.lines()
@@ -225,7 +226,7 @@ fn host_routes() -> Vec<(String, Net)> {
 
 /// What keel must pick without `--subnet`: the first /24 from 10.89.0.0 up that no
 /// route of the host covers.
-fn expected_default_subnet() -> Net {
+pub(crate) fn expected_default_subnet() -> Net {
     let routes = host_routes();
     (u32::from(Ipv4Addr::new(10, 89, 0, 0))..=u32::from(Ipv4Addr::new(10, 255, 255, 0)))
         .step_by(256)
@@ -235,7 +236,7 @@ fn expected_default_subnet() -> Net {
 }
 
 /// A /24 no route of the host covers, other than the default one, for `--subnet`.
-fn free_subnet() -> Net {
+pub(crate) fn free_subnet() -> Net {
     let routes = host_routes();
     ["10.213.7.0", "172.31.213.0", "192.168.213.0"]
         .iter()
@@ -244,7 +245,7 @@ fn free_subnet() -> Net {
         .expect("no free /24 among the graders' candidates")
 }
 
-fn gateway(net: Net) -> Ipv4Addr {
+pub(crate) fn gateway(net: Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.0) + 1)
 }
 
@@ -252,7 +253,7 @@ fn gateway(net: Net) -> Ipv4Addr {
 // What a container shows, and talking to it.
 
 /// `inet A.B.C.D/P` in `text` (a line of `ip -o -4 addr`).
-fn inet(text: &str) -> Option<(Ipv4Addr, u8)> {
+pub(crate) fn inet(text: &str) -> Option<(Ipv4Addr, u8)> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let at = words.iter().position(|w| *w == "inet")?;
     let (address, prefix) = words.get(at + 1)?.split_once('/')?;
@@ -260,7 +261,7 @@ fn inet(text: &str) -> Option<(Ipv4Addr, u8)> {
 }
 
 /// The address a container printed with `ip -o -4 addr show eth0`.
-fn eth0_address(line: &str) -> Ipv4Addr {
+pub(crate) fn eth0_address(line: &str) -> Ipv4Addr {
     inet(line)
         .unwrap_or_else(|| panic!("expected `ip -o -4 addr show eth0`, got {line:?}"))
         .0
@@ -270,7 +271,7 @@ fn eth0_address(line: &str) -> Ipv4Addr {
 /// port, then forks into the background, then returns), prints the container's
 /// address, and runs until its stdin is closed (`read` fails at end-of-file, which
 /// is how it should end: `|| true`).
-fn server_script(page: &str) -> String {
+pub(crate) fn server_script(page: &str) -> String {
     format!(
         "mkdir /tmp/www && echo {page} > /tmp/www/index.html && httpd -p 80 -h /tmp/www \
          && ip -o -4 addr show eth0 && {{ read x || true; }}"
@@ -279,19 +280,19 @@ fn server_script(page: &str) -> String {
 
 /// Starts a server container and returns it with its address (read from its output:
 /// once it is printed, the server listens).
-fn start_server(stage: &Runtime, options: &[&str], page: &str) -> (Running, Ipv4Addr) {
+pub(crate) fn start_server(stage: &Runtime, options: &[&str], page: &str) -> (Running, Ipv4Addr) {
     let mut running = stage.run().args(options).sh(&server_script(page)).spawn();
     let line = running.read_line();
     (running, eth0_address(&line))
 }
 
 /// The body of `GET /` from `address` (the graders' client, `net::http_get`).
-fn http_get(address: SocketAddr) -> String {
+pub(crate) fn http_get(address: SocketAddr) -> String {
     keel_graders::net::http_get(address).unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// Lets a server container end (it reads end-of-file) and checks that it did.
-fn stop(mut server: Running) -> Output {
+pub(crate) fn stop(mut server: Running) -> Output {
     server.close_stdin();
     let out = server.wait();
     out.expect_success();
@@ -301,7 +302,7 @@ fn stop(mut server: Running) -> Output {
 /// The TCP addresses the process `pid` listens on, in its network namespace: its
 /// socket fds (`socket:[INODE]`) matched with the listening rows of
 /// `/proc/PID/net/tcp` (state `0A`).
-fn listening_on(pid: Pid) -> Vec<SocketAddrV4> {
+pub(crate) fn listening_on(pid: Pid) -> Vec<SocketAddrV4> {
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read the runtime's fds")
         .filter_map(|fd| {
@@ -334,7 +335,7 @@ fn listening_on(pid: Pid) -> Vec<SocketAddrV4> {
 
 /// The host's link notifications (`RTMGRP_LINK`): to wait for a link to go without
 /// polling. Subscribed before the link can go, so that no removal is missed.
-struct LinkEvents(OwnedFd);
+pub(crate) struct LinkEvents(OwnedFd);
 
 impl LinkEvents {
     fn subscribe() -> Self {
@@ -380,195 +381,6 @@ impl LinkEvents {
 
 // ---------------------------------------------------------------------------------
 // The graders.
-
-mod inside {
-    use super::*;
-
-    /// `eth0` holds an address of the default subnet (the first /24 from 10.89.0.0/24
-    /// up that the host does not route), the default route leads to the subnet's
-    /// first address, `lo` is up, and /etc/hosts and /etc/resolv.conf say so.
-    #[test]
-    fn eth0_has_an_address_of_the_subnet_and_a_default_route_via_the_gateway() {
-        let turn = need!(turn());
-        let _leaks = LeakCheck::start();
-        let subnet = expected_default_subnet();
-        let out = turn
-            .bridged()
-            .run()
-            .args(["--hostname", "web-1"])
-            .sh(
-                "ip -o -4 addr show eth0; ip route; ip -o link show lo; cat /etc/hosts; \
-                 grep nameserver /etc/resolv.conf || true",
-            )
-            .output();
-        out.expect_success();
-        let (address, prefix) = inet(&out.stdout).unwrap_or_else(|| panic!("no inet\n{out}"));
-        assert!(
-            contains(subnet, address) && prefix == 24,
-            "eth0 should hold an address of {}/{} (the first /24 from 10.89.0.0 up that the \
-             host does not route), not {address}/{prefix}\n{out}",
-            subnet.0,
-            subnet.1
-        );
-        assert!(
-            u32::from(address) > u32::from(gateway(subnet)),
-            "containers get the addresses after the gateway\n{out}"
-        );
-        let default = format!("default via {} dev eth0", gateway(subnet));
-        assert!(
-            out.lines().iter().any(|l| l.trim_end() == default),
-            "expected the route `{default}`\n{out}"
-        );
-        assert!(
-            out.lines()
-                .iter()
-                .any(|l| l.starts_with("1: lo:") && l.contains(",UP")),
-            "lo should be up\n{out}"
-        );
-        assert!(
-            out.lines().contains(&format!("{address}\tweb-1").as_str()),
-            "/etc/hosts should name the container's address\n{out}"
-        );
-        let host_servers: Vec<String> = std::fs::read_to_string("/etc/resolv.conf")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.strip_prefix("nameserver"))
-            .map(|s| s.trim().to_owned())
-            .filter(|s| {
-                s.parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| !ip.is_loopback())
-            })
-            .collect();
-        let servers: Vec<String> = out
-            .lines()
-            .iter()
-            .filter_map(|l| l.strip_prefix("nameserver"))
-            .map(|s| s.trim().to_owned())
-            .collect();
-        assert_eq!(
-            servers, host_servers,
-            "/etc/resolv.conf should list the host's name servers but loopback ones\n{out}"
-        );
-        assert_nothing_left("a run on the default subnet");
-    }
-
-    /// `--subnet` gives the network: the first container is `.2`, the gateway `.1`.
-    #[test]
-    fn subnet_chooses_the_network() {
-        let turn = need!(turn());
-        let _leaks = LeakCheck::start();
-        let subnet = free_subnet();
-        let cidr = format!("{}/{}", subnet.0, subnet.1);
-        let out = turn
-            .bridged()
-            .run()
-            .args(["--subnet", &cidr])
-            .sh("ip -o -4 addr show eth0; ip route")
-            .output();
-        out.expect_success();
-        let expected = Ipv4Addr::from(u32::from(subnet.0) + 2);
-        assert_eq!(
-            inet(&out.stdout),
-            Some((expected, 24)),
-            "--subnet {cidr}: the first container is {expected}/24\n{out}"
-        );
-        let default = format!("default via {} dev eth0", gateway(subnet));
-        assert!(
-            out.lines().iter().any(|l| l.trim_end() == default),
-            "expected the route `{default}`\n{out}"
-        );
-        assert_nothing_left(&format!("a run with --subnet {cidr}"));
-    }
-
-    /// Each request to the kernel is told, in the book's words.
-    #[test]
-    fn explain_names_every_netlink_request() {
-        let turn = need!(turn());
-        let _leaks = LeakCheck::start();
-        let out = turn.bridged().run().arg("--explain").cmd(["true"]).output();
-        out.expect_success();
-        for request in [
-            "RTM_NEWLINK {IFLA_IFNAME: \"keel0\", IFLA_LINKINFO: {kind: \"bridge\"}",
-            "kind: \"veth\"",
-            "IFLA_NET_NS_PID",
-            "IFLA_MASTER",
-            "RTM_NEWADDR",
-            "RTM_NEWROUTE",
-            "RTM_DELLINK",
-            LEASES,
-        ] {
-            assert!(
-                out.stderr.contains(request),
-                "--explain should show {request}\n{out}"
-            );
-        }
-        assert_nothing_left("a run with --explain");
-    }
-}
-
-mod reach {
-    use super::*;
-
-    /// One container serves, another fetches from it over keel0; the host reaches the
-    /// server's address too, through keel0's route.
-    #[test]
-    fn two_containers_reach_each_other_and_the_host_reaches_them() {
-        let turn = need!(turn());
-        let _leaks = LeakCheck::start();
-        let stage = turn.bridged();
-        let (server, address) = start_server(&stage, &[], "served-by-a-container");
-        let client = stage
-            .run()
-            .sh(&format!(
-                "ip -o -4 addr show eth0; wget -q -O - http://{address}/"
-            ))
-            .output();
-        client.expect_success();
-        let client_address = eth0_address(client.lines()[0]);
-        assert_ne!(
-            client_address, address,
-            "two containers at once must not share an address\n{client}"
-        );
-        assert!(
-            client.stdout.contains("served-by-a-container"),
-            "the second container should fetch the first's page over keel0\n{client}"
-        );
-        let answer = http_get(SocketAddr::from((address, 80)));
-        assert!(
-            answer.contains("served-by-a-container"),
-            "the host should reach {address}:80 through keel0, got {answer:?}"
-        );
-        stop(server);
-        assert_nothing_left("a server and a client");
-    }
-
-    /// `-p 127.0.0.1:0:80`: the built-in forwarder listens on a port of the host's
-    /// loopback and connects to the container's address.
-    #[test]
-    fn a_published_port_serves_from_the_container() {
-        let turn = need!(turn());
-        let _leaks = LeakCheck::start();
-        let (server, _) = start_server(
-            &turn.bridged(),
-            &["-p", "127.0.0.1:0:80"],
-            "published-from-a-container",
-        );
-        // The forwarder listens before the container starts: by the time the
-        // container printed its address, the runtime holds the port.
-        let ports = listening_on(server.pid());
-        let [port] = ports[..] else {
-            panic!("the runtime should listen on one port, not {ports:?}");
-        };
-        assert_eq!(*port.ip(), Ipv4Addr::LOCALHOST, "-p 127.0.0.1:0:80");
-        let answer = http_get(SocketAddr::V4(port));
-        assert!(
-            answer.contains("published-from-a-container"),
-            "{port} should serve the container's port 80, got {answer:?}"
-        );
-        stop(server);
-        assert_nothing_left("a run with -p");
-    }
-}
 
 mod leases {
     use super::*;

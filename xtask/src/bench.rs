@@ -37,9 +37,12 @@ enum As {
 struct Contender {
     name: &'static str,
     /// The command line, split at spaces; `{rootfs}` is the busybox rootfs,
-    /// `{release}` the directory of the workspace's release binaries, `{sealed}` the
-    /// same binaries already in sealed memfds (so that they do not copy and re-execute
-    /// themselves: the difference is what that costs), `{uid}` the uid of the user it
+    /// `{release}` the directory of the workspace's release binaries (root's, mode
+    /// 0755: what an installation in /usr/local/bin gives), `{owned}` copies of them
+    /// that the bench user owns (what its `cargo build` gives: a user's runtime copies
+    /// and re-executes itself only then, see common/src/sealed.rs), `{sealed}` the
+    /// same binaries already in sealed memfds (so that root's runs do not copy and
+    /// re-execute themselves: the difference is what that costs), `{uid}` the uid of the user it
     /// runs as, `{bundle}` an OCI bundle of the rootfs (root's or the user's) and
     /// `{state}` a state directory for crun and runc.
     line: &'static str,
@@ -60,9 +63,9 @@ const STAGE03: Contender = Contender {
     runs_as: As::User,
 };
 
-const STAGE03_SEALED: Contender = Contender {
-    name: "stage03 no reexec",
-    line: "{sealed}/stage03-userns run --rootfs {rootfs} -- /bin/true",
+const STAGE03_OWNED: Contender = Contender {
+    name: "stage03 own binary",
+    line: "{owned}/stage03-userns run --rootfs {rootfs} -- /bin/true",
     package: Some("stage03-userns"),
     runs_as: As::User,
 };
@@ -121,7 +124,7 @@ const CONTENDERS: &[Contender] = &[
         runs_as: As::Root,
     },
     STAGE03,
-    STAGE03_SEALED,
+    STAGE03_OWNED,
     Contender {
         name: "stage03 -t",
         line: "{release}/stage03-userns run -t --rootfs {rootfs} -- /bin/true",
@@ -150,10 +153,9 @@ const CONTENDERS: &[Contender] = &[
 ];
 
 /// Stage 4's start-up (`cargo xtask bench net`): with no network, and with each
-/// rootless one, against stage 3's, as the same user. `host` has the run directory and
-/// the /etc files but no network namespace; the "no reexec" rows start from a sealed
-/// copy, so that they show what is left without the copy, which costs more for the
-/// larger binary.
+/// rootless one, against stage 3's, as the same user. `host` has the /etc files but no
+/// network namespace; the "own binary" rows run the user's own copies, which copy and
+/// re-execute themselves first: that costs more for stage 4's larger binary.
 const NET_CONTENDERS: &[Contender] = &[
     STAGE03,
     Contender {
@@ -168,10 +170,10 @@ const NET_CONTENDERS: &[Contender] = &[
         package: Some("stage04-net"),
         runs_as: As::User,
     },
-    STAGE03_SEALED,
+    STAGE03_OWNED,
     Contender {
-        name: "stage04 none no reexec",
-        line: "{sealed}/stage04-net run --rootfs {rootfs} --network none -- /bin/true",
+        name: "stage04 none own binary",
+        line: "{owned}/stage04-net run --rootfs {rootfs} --network none -- /bin/true",
         package: Some("stage04-net"),
         runs_as: As::User,
     },
@@ -195,6 +197,8 @@ const NET_CONTENDERS: &[Contender] = &[
 pub(crate) struct Places {
     pub(crate) rootfs: PathBuf,
     pub(crate) release: PathBuf,
+    /// The same binaries, the bench user's own.
+    owned: PathBuf,
     /// `/proc/self/fd/N` of a sealed memfd per release binary (by file name).
     sealed: Vec<(String, PathBuf)>,
     /// Bundle and state directory, for root and for the user.
@@ -215,6 +219,8 @@ impl Contender {
             _ => {
                 if let Some(binary) = word.strip_prefix("{release}/") {
                     places.release.join(binary).into_os_string()
+                } else if let Some(binary) = word.strip_prefix("{owned}/") {
+                    places.owned.join(binary).into_os_string()
                 } else if let Some(binary) = word.strip_prefix("{sealed}/") {
                     let found = places.sealed.iter().find(|(name, _)| name == binary);
                     found.map_or_else(|| OsString::from(word), |(_, path)| path.into())
@@ -337,6 +343,15 @@ impl Setup {
             None
         };
         let ids = user.as_ref().map(|u| (u.uid, u.gid));
+        let owned = place.path().join("owned");
+        fs::create_dir(&owned)?;
+        if let Some((uid, gid)) = ids {
+            for package in &packages {
+                let binary = owned.join(package);
+                fs::copy(release.join(package), &binary)?;
+                std::os::unix::fs::chown(&binary, Some(uid), Some(gid))?;
+            }
+        }
         let places = Places {
             bundles: [
                 place.path().join("bundle"),
@@ -345,6 +360,7 @@ impl Setup {
             states: [place.path().join("state"), place.path().join("state-user")],
             rootfs,
             release,
+            owned,
             sealed,
         };
         if chosen.iter().any(|c| c.line.contains("{bundle}")) {

@@ -65,6 +65,10 @@ const DRIVERS: &[Driver] = &[
 
 /// Measures every driver and prints the table.
 pub fn throughput(setup: &Setup, mib: u64) -> Result<()> {
+    if mib == 0 {
+        println!("\nno throughput measured (--mib 0)");
+        return Ok(());
+    }
     let Some(user) = &setup.user else {
         bail!("the throughput runs rootless: run the benchmark as root, which makes the user");
     };

@@ -112,6 +112,39 @@ pub fn binary_on_a_read_only_mount_is_not_copied(runtime: &Runtime, binary: &Pat
     assert!(before == std::fs::read(binary).expect("reading the binary"));
 }
 
+/// A user running a binary that root owns and only root may write (installed in
+/// `/usr/local/bin`, say): the runtime does not copy itself (the attacker sees the real
+/// file), and the attack still fails: none of the container's ids may write the file,
+/// so the write is refused with EACCES (13).
+///
+/// `runtime` runs `binary`, root's and mode 0755, as a user, in an armed rootfs.
+pub fn roots_binary_run_by_a_user_is_not_copied(runtime: &Runtime, binary: &Path) {
+    let before = std::fs::read(binary).expect("reading the runtime's binary");
+    let meta = std::fs::metadata(binary).expect("stat of the runtime's binary");
+    assert!(
+        meta.uid() == 0 && meta.mode() & 0o022 == 0,
+        "{binary:?} must be root's, 0755"
+    );
+    let marker = Marker::new();
+    let mut running = runtime.run().cmd([EVIL, marker.token()]).spawn();
+    let exe = running.read_line();
+    assert_eq!(running.read_line(), "armed");
+    running.signal(Signal::SIGKILL);
+    let verdict = running.read_line();
+    let out = running.wait();
+    marker.assert_none_left();
+    assert_eq!(
+        exe,
+        format!("exe {} {}", meta.dev(), meta.ino()),
+        "a binary that no id of a user's container may write needs no sealed copy\n{out}"
+    );
+    assert_eq!(
+        verdict, "denied 13",
+        "the write should fail with EACCES\n{out}"
+    );
+    assert!(before == std::fs::read(binary).expect("reading the binary"));
+}
+
 /// The wrapper for [`binary_on_a_read_only_mount_is_not_copied`]: `unshare -m sh -c ...`
 /// that binds the binary's directory read-only onto itself, in a new mount namespace
 /// (the host's mounts are untouched), then execs the binary with its arguments.
