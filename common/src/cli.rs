@@ -5,6 +5,8 @@
 //! stageNN-x doctor                                check what this stage needs
 //! ```
 //!
+//! and whatever subcommands a stage adds of its own (stage 5's `pull`, `images`, ...).
+//!
 //! A stage brings its own options as a clap `Args` struct that flattens the previous
 //! stage's, so stage N accepts everything stage N-1 does, plus its own.
 
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use crate::doctor::Report;
 use crate::exec::DEFAULT_PATH;
@@ -30,6 +32,10 @@ pub trait Stage {
     const ABOUT: &'static str;
     /// This stage's options (flattening the previous stage's).
     type Args: Args + std::fmt::Debug;
+    /// This stage's own subcommands besides `run` and `doctor` ([`NoCommands`] for none).
+    type Commands: Subcommand + std::fmt::Debug;
+    /// Runs one of [`Stage::Commands`]; returns the exit code.
+    fn command(command: Self::Commands) -> i32;
     /// The previous stage's layers plus this stage's one.
     fn layers(args: &Self::Args) -> Result<Vec<Box<dyn Layer>>>;
     /// The previous stage's checks plus this stage's.
@@ -73,19 +79,25 @@ pub struct Run<S: Args> {
     pub command: Vec<String>,
 }
 
+/// The subcommands of a stage that adds none.
 #[derive(Debug, Subcommand)]
-enum Command<S: Args> {
+pub enum NoCommands {}
+
+#[derive(Debug, Subcommand)]
+enum Command<S: Args, C: Subcommand> {
     /// Run a command in this stage's sandbox (the default).
     Run(Run<S>),
     /// Check what this stage needs from the machine, and how to fix what is missing.
     Doctor,
+    #[command(flatten)]
+    Stage(C),
 }
 
 #[derive(Debug, Parser)]
 #[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
-struct Cli<S: Args> {
+struct Cli<S: Args, C: Subcommand> {
     #[command(subcommand)]
-    command: Option<Command<S>>,
+    command: Option<Command<S, C>>,
     #[command(flatten)]
     run: Run<S>,
 }
@@ -103,7 +115,7 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let command = <Cli<S::Args> as clap::CommandFactory>::command()
+    let command = <Cli<S::Args, S::Commands> as clap::CommandFactory>::command()
         .name(S::NAME)
         .about(S::ABOUT);
     let subcommands: Vec<String> = command
@@ -122,7 +134,7 @@ where
             });
         }
     };
-    let cli = match <Cli<S::Args> as clap::FromArgMatches>::from_arg_matches(&matches) {
+    let cli = match <Cli<S::Args, S::Commands> as FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -131,6 +143,7 @@ where
     };
     let code = match cli.command {
         Some(Command::Doctor) => doctor::<S>(),
+        Some(Command::Stage(command)) => S::command(command),
         Some(Command::Run(run)) => run_stage::<S>(run, None),
         None => {
             // The first word of the command line, if it is the command: a subcommand
@@ -223,14 +236,11 @@ fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
     // `docker run -it` with no command: a shell on a terminal of its own.
     let shell_on_a_terminal =
         run.command.is_empty() && nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
-    let argv = if run.command.is_empty() {
-        vec!["/bin/sh".to_owned()]
-    } else {
-        run.command.clone()
-    };
     let mut process = Process {
-        argv,
+        // Empty: the default, which a layer may choose (stage 5: the image's command).
+        argv: run.command.clone(),
         env: Vec::new(),
+        user_env: Vec::new(),
         cwd: run.common.workdir.clone(),
         terminal: run.common.tty || shell_on_a_terminal,
         interactive: run.common.interactive || shell_on_a_terminal,
@@ -244,6 +254,7 @@ fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
     for item in &run.common.env {
         let (key, value) = env_assignment(item, |key| std::env::var(key).ok())?;
         process.setenv(&key, value);
+        process.user_env.push(key);
     }
     if let Some(cwd) = &process.cwd
         && !cwd.is_absolute()

@@ -13,15 +13,23 @@ use anyhow::Result;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
+/// What runs when no command is given and no layer chose one.
+pub const DEFAULT_COMMAND: &str = "/bin/sh";
+
 /// What the container will run: it is filled in from the command line, layers may
 /// adjust it while preparing (a hostname layer adds `HOSTNAME=`), and the runner execs
 /// it at the very end.
 #[derive(Debug, Clone, Default)]
 pub struct Process {
     /// The command and its arguments; `argv[0]` is looked up in the container's `PATH`.
+    /// Empty when none was given: a layer may fill it in while preparing (stage 5 runs
+    /// the image's command), and the runner then runs [`DEFAULT_COMMAND`].
     pub argv: Vec<String>,
     /// The whole environment of the command (nothing is inherited from the host).
     pub env: Vec<(String, String)>,
+    /// The variables the user set (`-e`): a layer's defaults (stage 5's image `Env`)
+    /// do not override them.
+    pub user_env: Vec<String>,
     /// The working directory inside the container, `None` for `/`.
     pub cwd: Option<PathBuf>,
     /// A pseudo-terminal of its own (`-t`), relayed to the caller's terminal.
@@ -99,6 +107,9 @@ pub struct Child<'a> {
     /// (a symlink, `/proc/self/fd/N`) can lead the runner's `fchdir` out of it. With no
     /// such layer (stage 1), the runner looks the path up itself.
     pub workdir: Option<OwnedFd>,
+    /// The root of a root filesystem that a layer mounted here, for the layer that
+    /// moves into it (stage 5's overlay of an image, for stage 2's `pivot_root`).
+    pub root: Option<OwnedFd>,
 }
 
 /// The parent's view after the child is gone (or never started).

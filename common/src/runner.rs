@@ -86,6 +86,9 @@ fn start_and_wait(
             })
             .with_context(|| format!("preparing the {} layer", layer.name()))?;
     }
+    if process.argv.is_empty() {
+        process.argv = vec![crate::layer::DEFAULT_COMMAND.to_owned()];
+    }
 
     // Signals are blocked from here on: the parent receives them synchronously in
     // its wait loop and forwards them, so that it can never die halfway and skip
@@ -241,6 +244,7 @@ fn setup_child(
         process,
         clone_flags,
         workdir: None,
+        root: None,
     };
     for layer in layers.iter_mut() {
         layer.child(&mut cx).with_context(|| {

@@ -30,6 +30,11 @@ impl Stage for Stage01 {
     const NAME: &'static str = "stage01-pidns";
     const ABOUT: &'static str = "Stage 1: run a command as PID 1 of its own PID namespace, with its own /proc, hostname and IPC";
     type Args = Args;
+    type Commands = common::cli::NoCommands;
+
+    fn command(command: Self::Commands) -> i32 {
+        match command {}
+    }
 
     // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {

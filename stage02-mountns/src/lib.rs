@@ -30,14 +30,9 @@ use stage01_pidns::Stage01;
 pub struct Args {
     #[command(flatten)]
     pub stage01: stage01_pidns::Args,
-    /// The root filesystem: a directory, or `host` (a tmpfs with the host's /usr, /bin, /lib bound read-only).
-    #[arg(
-        long,
-        value_name = "DIR|host",
-        default_value = "host",
-        help_heading = "Stage 2: a new root"
-    )]
-    pub rootfs: String,
+    /// The root filesystem: a directory, or `host` (a tmpfs with the host's /usr, /bin, /lib bound read-only) [default: host]
+    #[arg(long, value_name = "DIR|host", help_heading = "Stage 2: a new root")]
+    pub rootfs: Option<String>,
     /// Bind a host path into the container: HOST:CONTAINER[:ro] (repeatable).
     #[arg(
         short = 'v',
@@ -46,14 +41,21 @@ pub struct Args {
         help_heading = "Stage 2: a new root"
     )]
     pub volumes: Vec<String>,
+    /// Not an option: set by a later stage whose layer makes the root itself, in the
+    /// child (stage 5's overlay of an image's layers).
+    #[arg(skip)]
+    pub made: bool,
 }
 
 impl Args {
     /// The rootfs source named by `--rootfs`.
     pub fn source(&self) -> rootfs::Source {
-        match self.rootfs.as_str() {
-            "host" => rootfs::Source::Host,
-            dir => rootfs::Source::Dir(PathBuf::from(dir)),
+        if self.made {
+            return rootfs::Source::Made;
+        }
+        match self.rootfs.as_deref() {
+            None | Some("host") => rootfs::Source::Host,
+            Some(dir) => rootfs::Source::Dir(PathBuf::from(dir)),
         }
     }
 }
@@ -67,6 +69,11 @@ impl Stage for Stage02 {
     const ABOUT: &'static str =
         "Stage 2: stage 1 plus a root filesystem of its own, with /proc, /dev, /sys and /tmp";
     type Args = Args;
+    type Commands = common::cli::NoCommands;
+
+    fn command(command: Self::Commands) -> i32 {
+        match command {}
+    }
 
     // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {

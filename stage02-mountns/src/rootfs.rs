@@ -32,6 +32,9 @@ pub enum Source {
     Dir(PathBuf),
     /// A tmpfs that borrows the host's programs (the default).
     Host,
+    /// A root that a layer before this one mounts in the child and hands over in
+    /// [`Child::root`] (stage 5's overlay of an image's layers).
+    Made,
 }
 
 /// The mount namespace layer: a new root.
@@ -117,6 +120,11 @@ impl Layer for Rootfs {
                 )?)
             }
             Source::Host => host::build(&self.hostname)?,
+            Source::Made => Root::new(At::from(
+                cx.root
+                    .take()
+                    .context("no layer made the container's root")?,
+            )),
         };
         // Each mount point is opened (a plain directory, never a symlink), and the
         // mount is attached onto that fd. What goes inside a mount is then made

@@ -65,6 +65,11 @@ impl Stage for Stage03 {
     const ABOUT: &'static str =
         "Stage 3: stage 2 without root: a user namespace maps container root to your user";
     type Args = Args;
+    type Commands = common::cli::NoCommands;
+
+    fn command(command: Self::Commands) -> i32 {
+        match command {}
+    }
 
     // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {

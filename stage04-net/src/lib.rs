@@ -100,6 +100,11 @@ impl Stage for Stage04 {
     const NAME: &'static str = "stage04-net";
     const ABOUT: &'static str = "Stage 4: stage 3 plus a network of its own: loopback, slirp4netns or pasta rootless, a bridge as root, published ports";
     type Args = Args;
+    type Commands = common::cli::NoCommands;
+
+    fn command(command: Self::Commands) -> i32 {
+        match command {}
+    }
 
     // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
@@ -118,7 +123,10 @@ impl Stage for Stage04 {
             hostname: args.stage03.stage02.stage01.hostname.clone(),
             rootfs: match args.stage03.stage02.source() {
                 stage02_mountns::rootfs::Source::Dir(dir) => Some(dir),
-                stage02_mountns::rootfs::Source::Host => None,
+                // The host's programs, or a root a later stage makes: it has the files.
+                stage02_mountns::rootfs::Source::Host | stage02_mountns::rootfs::Source::Made => {
+                    None
+                }
             },
         };
         let mut layers = Stage03::layers(&args.stage03)?;

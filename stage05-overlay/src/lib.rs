@@ -1,13 +1,102 @@
-//! Stage 5's foundations: OCI images on disk.
+//! Stage 5: stage 4 plus images.
+//!
+//! `run IMAGE [CMD...]` runs a command on an image: its layers, unpacked once into a
+//! content-addressed store and shared, are stacked by OverlayFS under a writable
+//! directory of the container's own, and that overlay is the container's root.
 //!
 //! - [`reference`]: image references, read as docker reads them;
 //! - [`digest`]: content addresses, and bytes verified while they stream;
 //! - [`store`]: the content-addressed store of blobs, unpacked layers and names;
 //! - [`unpack`]: layers applied into directories, whiteouts and all, safely;
-//! - [`import`]: images from an OCI image layout or a rootfs tarball.
+//! - [`import`]: images from an OCI image layout or a rootfs tarball;
+//! - [`busybox`]: the image that works offline;
+//! - [`image`], [`config`], [`container`], [`overlay`]: an image run as a container;
+//! - [`userns`]: the store's work done as the containers' root, rootless.
 
+pub mod busybox;
+pub mod commands;
+pub mod config;
+pub mod container;
 pub mod digest;
+pub mod image;
 pub mod import;
+pub mod overlay;
 pub mod reference;
 pub mod store;
 pub mod unpack;
+pub mod userns;
+
+use anyhow::Result;
+use common::doctor::Report;
+use common::{Layer, Stage};
+use stage04_net::Stage04;
+
+/// The binary's name, for messages.
+pub const NAME: &str = "stage05-overlay";
+
+/// Options of stage 5: stage 4's, plus the image's.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "stage05")]
+pub struct Args {
+    #[command(flatten)]
+    pub stage04: stage04_net::Args,
+    /// Remove the container's writable layer when it exits.
+    #[arg(long, help_heading = "Stage 5: an image")]
+    pub rm: bool,
+    /// Run this program instead of the image's entrypoint ("" for none).
+    #[arg(long, value_name = "PROGRAM", help_heading = "Stage 5: an image")]
+    pub entrypoint: Option<String>,
+    /// How the root is made of the image's layers: auto (overlay, else copy), overlay, copy.
+    #[arg(
+        long,
+        value_name = "DRIVER",
+        default_value = "auto",
+        help_heading = "Stage 5: an image"
+    )]
+    pub storage_driver: overlay::Driver,
+}
+
+/// Stage 5: stage 4 + images.
+#[derive(Debug)]
+pub struct Stage05;
+
+impl Stage for Stage05 {
+    const NAME: &'static str = NAME;
+    const ABOUT: &'static str =
+        "Stage 5: stage 4 plus images: run IMAGE [CMD...] on an overlay of the image's layers";
+    type Args = Args;
+    type Commands = commands::Commands;
+
+    fn command(command: Self::Commands) -> i32 {
+        commands::run(command)
+    }
+
+    // ANCHOR: layers
+    fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
+        // `--rootfs DIR`: the earlier stages' way, unchanged.
+        if args.stage04.stage03.stage02.rootfs.is_some() {
+            return Stage04::layers(&args.stage04);
+        }
+        // Otherwise the first word is an image: stage 2's layer pivots into the root
+        // that the overlay layer, just before it, mounts in the child.
+        let mut stage04 = args.stage04.clone();
+        stage04.stage03.stage02.made = true;
+        let mut layers = Stage04::layers(&stage04)?;
+        let rootfs = layers
+            .iter()
+            .position(|l| l.name() == "rootfs")
+            .unwrap_or(layers.len());
+        let options = overlay::Options {
+            driver: args.storage_driver,
+            remove: args.rm,
+            entrypoint: args.entrypoint.clone(),
+        };
+        layers.insert(rootfs, Box::new(overlay::Overlay::new(options)));
+        Ok(layers)
+    }
+    // ANCHOR_END: layers
+
+    fn doctor(report: &mut Report) {
+        Stage04::doctor(report);
+    }
+}

@@ -61,9 +61,19 @@ pub struct Store {
 }
 
 impl Store {
-    /// The store of whoever runs keel: `/var/lib/keel` for root; for a user
-    /// `$XDG_DATA_HOME/keel`, by default `~/.local/share/keel`.
+    /// The store of whoever runs keel: `$KEEL_STORE` if set (podman's `--root`: a
+    /// store of its own, for an experiment or a test); else `/var/lib/keel` for root;
+    /// for a user `$XDG_DATA_HOME/keel`, by default `~/.local/share/keel`.
     pub fn default_root() -> Result<PathBuf> {
+        if let Some(store) = std::env::var_os("KEEL_STORE").filter(|d| !d.is_empty()) {
+            if !Path::new(&store).is_absolute() {
+                bail!(
+                    "KEEL_STORE={}: give an absolute path",
+                    Path::new(&store).display()
+                );
+            }
+            return Ok(PathBuf::from(store));
+        }
         if nix::unistd::geteuid().is_root() {
             return Ok(PathBuf::from("/var/lib/keel"));
         }
@@ -84,6 +94,17 @@ impl Store {
     /// processes that died left half-written.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
+        // ~/.local/share may not exist yet on a fresh account (mode 0700, as the XDG
+        // base directory specification asks of it).
+        if let Some(parent) = root.parent()
+            && !parent.exists()
+        {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
         // Others may pass through the root and layers/ (mode 0711) but not list them:
         // an overlay lowerdir must be reachable by a container's user, whichever it is.
         make_dir(&root, 0o711)?;

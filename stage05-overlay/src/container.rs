@@ -1,0 +1,84 @@
+//! A container's own directories in the store: its writable layer.
+//!
+//! ```text
+//! <store>/containers/<id>/
+//!   upper/    the overlay's upperdir: every file the container changes or makes
+//!   work/     the overlay's workdir: its scratch space, on the same filesystem
+//!   root/     where the overlay is mounted, in the child's mount namespace only
+//! ```
+
+use std::fs::{self, DirBuilder};
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::store::Store;
+
+/// A container's directory.
+#[derive(Debug)]
+pub struct Container {
+    dir: PathBuf,
+}
+
+impl Container {
+    /// A new container directory in `store`.
+    pub fn create(store: &Store) -> Result<Self> {
+        let containers = store.root().join("containers");
+        DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&containers)
+            .with_context(|| format!("creating {}", containers.display()))?;
+        let mut random = [0u8; 8];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .context("reading /dev/urandom")?;
+        let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = containers.join(id);
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let container = Self { dir };
+        // The upper directory's owner and mode are those of the container's `/`.
+        for (path, mode) in [
+            (container.upper(), 0o755),
+            (container.work(), 0o700),
+            (container.root(), 0o755),
+        ] {
+            DirBuilder::new()
+                .mode(mode)
+                .create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+        }
+        Ok(container)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The overlay's upperdir.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    /// The overlay's workdir.
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// The overlay's mount point.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// Removes the whole directory. Rootless, the files container root made belong to
+    /// subordinate ids: call it as the containers' root ([`crate::userns`]).
+    pub fn remove(&self) -> Result<()> {
+        fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
+    }
+}

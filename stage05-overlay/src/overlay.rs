@@ -1,0 +1,279 @@
+//! The layer of stage 5: the container's root is an overlay of an image's layers.
+//!
+//! OverlayFS stacks directories: the image's layers, read-only (`lowerdir`, the top
+//! one first), under one directory of the container's own (`upperdir`), where every
+//! change lands: a file written is copied up there first, a file deleted is hidden by
+//! a whiteout there. The image's layers are never written, so any number of containers
+//! share them, and the next run of the image starts from them again.
+//!
+//! ```text
+//!   /  (merged)       what the container sees
+//!   upperdir          containers/<id>/upper: the container's changes
+//!   lowerdir 3        layers/<diff_id>/diff  (the image's top layer)
+//!   lowerdir 2        ...
+//!   lowerdir 1        the base layer
+//! ```
+//!
+//! The parent prepares (the image's layers unpacked, the container's directories
+//! made); the child mounts the overlay, inside its user namespace (Linux 5.11 lets
+//! the root of a user namespace mount one, with `userxattr`: overlay's own notes,
+//! such as opaque directories, are then `user.overlay.*` attributes), and hands its
+//! root to stage 2's layer, which pivots into it as into a `--rootfs`.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use common::{Child, Cleanup, Layer, Prepare, explain};
+use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
+use stage02_mountns::at::At;
+use stage02_mountns::newmount;
+
+use crate::config;
+use crate::container::Container;
+use crate::reference::Reference;
+use crate::store::{Lease, Store};
+use crate::userns::as_container_root;
+
+/// How the container's root is made of the image's layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Driver {
+    /// The kernel's overlay, else a copy (said once, with the reason).
+    #[default]
+    Auto,
+    /// The kernel's overlay (Linux 5.11+ in a user namespace).
+    Overlay,
+    /// A copy of every layer, applied in order, into the container's directory: slower
+    /// to start and a full copy per container, but it needs nothing of the kernel.
+    Copy,
+}
+
+/// What `run` asked of the image.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--storage-driver`.
+    pub driver: Driver,
+    /// `--rm`: remove the container's writable layer when it exits.
+    pub remove: bool,
+    /// `--entrypoint`.
+    pub entrypoint: Option<String>,
+}
+
+/// The overlay layer.
+#[derive(Debug)]
+pub struct Overlay {
+    options: Options,
+    /// The image's layer directories, top first (overlay's order).
+    lowers: Vec<PathBuf>,
+    /// The image's layer blobs, bottom first, for a copy.
+    blobs: Vec<PathBuf>,
+    container: Option<Container>,
+    /// Holds the image's blobs and layers while the container runs: no `rmi` or gc
+    /// takes them away.
+    lease: Option<Lease>,
+    rootless: bool,
+}
+
+impl Overlay {
+    pub fn new(options: Options) -> Self {
+        Self {
+            options,
+            lowers: Vec::new(),
+            blobs: Vec::new(),
+            container: None,
+            lease: None,
+            rootless: !nix::unistd::geteuid().is_root(),
+        }
+    }
+}
+
+impl Layer for Overlay {
+    fn name(&self) -> &'static str {
+        "overlay"
+    }
+
+    // ANCHOR: overlay_prepare
+    fn prepare(&mut self, cx: &mut Prepare<'_>) -> Result<()> {
+        // `run IMAGE [CMD...]`: the image is the first word; none at all is the
+        // offline default.
+        let name = if cx.process.argv.is_empty() {
+            crate::busybox::NAME.to_owned()
+        } else {
+            cx.process.argv.remove(0)
+        };
+        let reference: Reference = name.parse()?;
+        let store = Store::open(Store::default_root()?)?;
+        let image = crate::busybox::load_or_import(&store, &reference)?;
+        let mut lease = store.lease()?;
+        let mut blobs = vec![image.manifest.clone()];
+        blobs.extend(image.layers.iter().map(|l| l.blob.clone()));
+        lease.add(&blobs, &image.diff_ids())?;
+        self.lease = Some(lease);
+        // Once per layer, ever: a run of an image the store has unpacked starts at once.
+        if !image
+            .diff_ids()
+            .iter()
+            .all(|diff_id| store.has_layer(diff_id))
+        {
+            let root = store.root().to_owned();
+            let rootless = self.rootless;
+            let unpacking = image.clone();
+            as_container_root(&format!("unpacking {reference}"), move || {
+                let store = Store::open(root)?;
+                unpacking.unpack(&store, rootless).map(drop)
+            })?;
+        }
+        self.lowers = image
+            .diff_ids()
+            .iter()
+            .rev()
+            .map(|diff_id| store.layer_path(diff_id))
+            .collect();
+        self.blobs = image
+            .layers
+            .iter()
+            .map(|layer| store.blob_path(&layer.blob))
+            .collect();
+        self.container = Some(Container::create(&store)?);
+        config::apply(&image, &self.options, cx.process)
+    }
+    // ANCHOR_END: overlay_prepare
+
+    fn child(&mut self, cx: &mut Child<'_>) -> Result<()> {
+        let container = self.container.as_ref().context("no container directory")?;
+        let root = match self.options.driver {
+            Driver::Overlay => self.mount_overlay(container)?,
+            Driver::Copy => self.copy(container)?,
+            Driver::Auto => match self.mount_overlay(container) {
+                Ok(root) => root,
+                Err(err) => {
+                    eprintln!(
+                        "{}: notice: no overlay ({err:#}); the image is copied instead \
+                         (--storage-driver copy): slower, and a full copy per container",
+                        crate::NAME
+                    );
+                    self.copy(container)?
+                }
+            },
+        };
+        cx.root = Some(OwnedFd::from(root));
+        Ok(())
+    }
+
+    fn cleanup(&mut self, _cx: &mut Cleanup) {
+        if self.options.remove
+            && let Some(container) = self.container.take()
+        {
+            let dir = container.path().to_owned();
+            // What container root made as another user (a subordinate id) only the
+            // containers' root may remove.
+            let removed = container.remove().or_else(|_| {
+                as_container_root("removing the container's writable layer", || {
+                    container.remove()
+                })
+            });
+            match removed {
+                Ok(()) => explain::step(
+                    format_args!("rm -r {}", dir.display()),
+                    "--rm: the container's writable layer goes; the image's layers stay",
+                ),
+                Err(err) => eprintln!("{}: warning: {err:#}", crate::NAME),
+            }
+        }
+        if let Some(lease) = self.lease.take() {
+            let _ = lease.release();
+        }
+    }
+}
+
+impl Overlay {
+    // ANCHOR: overlay_child
+    /// Mounts the overlay of the image's layers under the container's upper directory.
+    fn mount_overlay(&self, container: &Container) -> Result<At> {
+        let mut rest = format!(
+            "upperdir={},workdir={}",
+            option_path(&container.upper())?,
+            option_path(&container.work())?,
+        );
+        if self.rootless {
+            // Overlay's notes (opaque directories, redirects) as user.overlay.*
+            // attributes: the only ones the root of a user namespace may write.
+            rest.push_str(",userxattr");
+        }
+        // One `lowerdir+` per layer, top first (Linux 6.8): fsconfig(2) takes a value
+        // of at most 256 bytes, too short for a list of many layers.
+        let each = self
+            .lowers
+            .iter()
+            .map(|dir| Ok(format!("lowerdir+={}", option_path(dir)?)))
+            .collect::<Result<Vec<_>>>()?
+            .join(",");
+        let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        let appended = format!("{each},{rest}");
+        let (opened, listed);
+        let overlay = match newmount::filesystem("overlay", &appended, attrs) {
+            Ok(overlay) => overlay,
+            // An older kernel: one `lowerdir` list, its layers named by the shortest
+            // paths there are, those of fds (`/proc/self/fd/N`).
+            Err(_) => {
+                opened = self
+                    .lowers
+                    .iter()
+                    .map(|dir| At::open_dir(dir))
+                    .collect::<Result<Vec<_>>>()?;
+                let list = opened
+                    .iter()
+                    .map(|at| format!("/proc/self/fd/{}", at.as_fd().as_raw_fd()))
+                    .collect::<Vec<_>>()
+                    .join(":");
+                listed = format!("lowerdir={list},{rest}");
+                newmount::filesystem("overlay", &listed, attrs)?
+            }
+        };
+        overlay.attach(
+            &At::open_dir(&container.root())?,
+            "the image's layers under the container's own: its root filesystem",
+        )
+    }
+    // ANCHOR_END: overlay_child
+
+    /// The fallback: every layer applied, bottom first, onto the container's directory
+    /// (whiteouts delete, opaque directories empty), which is then bound onto itself
+    /// to be a mount point, as a `--rootfs` is.
+    fn copy(&self, container: &Container) -> Result<At> {
+        let dir = At::open_dir(&container.root())?;
+        let options = crate::unpack::Options {
+            rootless: self.rootless,
+        };
+        for blob in &self.blobs {
+            let file =
+                std::fs::File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
+            crate::unpack::apply_flat(file, &dir, &options)?;
+        }
+        explain::step(
+            format_args!(
+                "copy {} layers into {}",
+                self.blobs.len(),
+                container.root().display()
+            ),
+            "no overlay: the container's root is a copy of the image, made for it alone",
+        );
+        newmount::clone_at(&dir, true)?
+            .attach(&dir, "the copy becomes a mount point, for pivot_root")
+    }
+}
+
+/// A path as an overlay option: `,` separates options and `:` lower directories, so a
+/// path holding either cannot be given.
+fn option_path(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("{}: not UTF-8", path.display()))?;
+    if text.contains([',', ':']) {
+        bail!(
+            "{text}: overlay options cannot name a path with ',' or ':'; move the store \
+             (set XDG_DATA_HOME) to a path without them"
+        );
+    }
+    Ok(text.to_owned())
+}

@@ -1,0 +1,622 @@
+//! Graders of stage 5 (`stage05-overlay`): stage 4 plus images. `run IMAGE CMD` runs
+//! the command on an overlay of the image's layers under a writable layer of the
+//! container's own.
+//!
+//! Each grader has a store of its own (`KEEL_STORE`, a directory it made) and runs as
+//! the test user with subordinate ids (rootless) or as root. The images are the offline
+//! `busybox` (made from the host's static busybox on first use) and OCI image layouts
+//! that the graders build from the entries they name (`keel_graders::oci`), imported
+//! with `import`. Every grader checks at its end that the host's mount table did not
+//! change.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use keel_graders::oci::{self, Entry};
+use keel_graders::runtime::RunAs;
+use keel_graders::users::{self, TestUser};
+use keel_graders::{LeakCheck, Output, Runtime, Skip, need};
+use serde_json::json;
+use tempfile::TempDir;
+
+const NAME: &str = "stage05-overlay";
+
+/// The twin binary, copied where the test users can execute it.
+fn binary() -> PathBuf {
+    users::accessible_copy(Path::new(env!("CARGO_BIN_EXE_keel-stage05")))
+}
+
+/// The stage, run by one user with a store of its own.
+struct Images {
+    stage: Runtime,
+    store: TempDir,
+    /// Who owns the store's files (the user; root for root's store).
+    owner: (u32, u32),
+}
+
+impl Images {
+    /// As the test user with subordinate ids.
+    fn rootless() -> Result<Self, Skip> {
+        Self::as_user(users::with_ranges()?)
+    }
+
+    fn as_user(user: &TestUser) -> Result<Self, Skip> {
+        let store = users::dir_owned_by(user.uid, user.gid, 0o700);
+        let mut run_as = user.run_as();
+        run_as
+            .env
+            .push(("KEEL_STORE".into(), store.path().join("store").into()));
+        Ok(Self {
+            stage: Runtime::new(NAME, binary()).as_user(run_as),
+            store,
+            owner: (user.uid, user.gid),
+        })
+    }
+
+    /// As root.
+    fn root() -> Result<Self, Skip> {
+        users::require_root()?;
+        let store = tempfile::tempdir().expect("a store directory");
+        let env = [
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+            ("HOME", OsString::from("/root")),
+            ("KEEL_STORE", store.path().join("store").into()),
+        ];
+        let run_as = RunAs {
+            name: "root".into(),
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            env: env.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+        };
+        Ok(Self {
+            stage: Runtime::new(NAME, binary()).as_user(run_as),
+            store,
+            owner: (0, 0),
+        })
+    }
+
+    /// The store's directory.
+    fn path(&self) -> PathBuf {
+        self.store.path().join("store")
+    }
+
+    /// `stage ARGS...` (a subcommand).
+    fn command(&self, args: &[&str]) -> Output {
+        self.stage.command_line().args(args).output()
+    }
+
+    /// `stage run [OPTIONS] -- IMAGE CMD...`.
+    fn run(&self, options: &[&str], image_and_command: &[&str]) -> Output {
+        self.stage
+            .run()
+            .args(options)
+            .cmd(image_and_command)
+            .output()
+    }
+
+    /// Writes an OCI layout of `layers` and `config` in a directory the user can read,
+    /// and imports it as `name`.
+    fn import(&self, name: &str, layers: &[Vec<u8>], config: serde_json::Value) {
+        let layout = users::dir_owned_by(self.owner.0, self.owner.1, 0o755);
+        oci::write_layout(layout.path(), layers, config);
+        let path = layout.path().to_str().expect("a UTF-8 path");
+        let out = self.command(&["import", path, name]);
+        out.expect_success();
+    }
+
+    /// The names in the store's `containers/`: the writable layers kept.
+    fn containers(&self) -> Vec<String> {
+        names(&self.path().join("containers"))
+    }
+
+    /// The names in the store's `layers/`: one per unpacked layer.
+    fn layers(&self) -> Vec<String> {
+        names(&self.path().join("layers"))
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A base layer with what a shell needs: busybox's own image, taken from the store.
+fn busybox_layer() -> Result<Vec<u8>, Skip> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        return Err(Skip(
+            "/bin/busybox is missing: apt-get install busybox-static".into(),
+        ));
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    for dir in ["bin", "etc", "tmp", "proc", "dev", "sys"] {
+        tar.append_data(&mut header.clone(), dir, std::io::empty())
+            .expect("dir");
+    }
+    let program = std::fs::read(busybox).expect("read busybox");
+    let mut file = tar::Header::new_gnu();
+    file.set_entry_type(tar::EntryType::Regular);
+    file.set_mode(0o755);
+    file.set_size(program.len() as u64);
+    tar.append_data(&mut file, "bin/busybox", program.as_slice())
+        .expect("busybox");
+    for applet in ["sh", "ls", "cat", "echo", "test", "pwd", "true"] {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_mode(0o777);
+        link.set_size(0);
+        tar.append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .expect("applet");
+    }
+    Ok(tar.into_inner().expect("tar"))
+}
+
+/// `run busybox ...`, the image that works offline.
+mod offline_busybox {
+    use super::*;
+
+    fn echo_prints_hi(images: &Images) {
+        let _leaks = LeakCheck::start();
+        let out = images.run(&[], &["busybox", "echo", "hi"]);
+        out.expect_success();
+        assert_eq!(out.stdout, "hi\n", "{out}");
+        let listed = images.command(&["images"]);
+        listed.expect_success();
+        assert!(
+            listed.stdout.contains("docker.io/library/busybox:latest"),
+            "`images` should list the busybox image it made\n{listed}"
+        );
+    }
+
+    #[test]
+    fn echo_prints_hi_rootless() {
+        echo_prints_hi(&need!(Images::rootless()));
+    }
+
+    #[test]
+    fn echo_prints_hi_as_root() {
+        echo_prints_hi(&need!(Images::root()));
+    }
+
+    /// With no image and no command: busybox's shell, reading stdin.
+    #[test]
+    fn no_arguments_runs_a_shell_on_busybox() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let out = images
+            .stage
+            .run()
+            .stdin(b"echo from the shell; exit 3\n")
+            .output();
+        out.expect_code(3);
+        assert_eq!(out.stdout, "from the shell\n", "{out}");
+    }
+
+    /// Rootless, the image's files belong to container root: the user outside, with
+    /// uid 0 inside (the first line of the map).
+    #[test]
+    fn image_files_belong_to_container_root() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let out = images.run(
+            &[],
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "stat -c '%u %g' /bin/busybox; cat /proc/self/uid_map",
+            ],
+        );
+        out.expect_success();
+        let lines = out.lines();
+        assert_eq!(lines.first(), Some(&"0 0"), "{out}");
+        assert!(lines.len() >= 3, "a user with ranges maps them too\n{out}");
+    }
+}
+
+/// The container's writable layer: its changes, and only its.
+mod writable_layer {
+    use super::*;
+
+    /// A file written in one run is absent in the next run of the same image, and the
+    /// image's blobs are byte for byte what they were.
+    #[test]
+    fn a_file_written_is_absent_in_the_next_run() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        images.run(&["--rm"], &["busybox", "true"]).expect_success();
+        let blobs = images.path().join("blobs/sha256");
+        let before = hashes(&blobs);
+        let out = images.run(
+            &["--rm"],
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "echo changed > /bin/busybox.new; echo x > /etc/added; rm /bin/ls",
+            ],
+        );
+        out.expect_success();
+        let next = images.run(
+            &["--rm"],
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "ls /etc/added /bin/busybox.new 2>&1; test -e /bin/ls && echo ls-is-back",
+            ],
+        );
+        next.expect_success();
+        assert!(
+            !next.stdout.contains("/etc/added\n") && next.stdout.contains("ls-is-back"),
+            "the next run must start from the image again\n{next}"
+        );
+        assert_eq!(hashes(&blobs), before, "the image's blobs changed");
+    }
+
+    /// `--rm` removes the container's directory; without it, it stays.
+    #[test]
+    fn rm_removes_the_writable_layer() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        images
+            .run(
+                &["--rm"],
+                &[
+                    "busybox",
+                    "sh",
+                    "-c",
+                    "mkdir -p /a/b && chown 7:7 /a/b && touch /a/b/c",
+                ],
+            )
+            .expect_success();
+        assert_eq!(
+            images.containers(),
+            Vec::<String>::new(),
+            "--rm left the writable layer"
+        );
+        images
+            .run(&[], &["busybox", "touch", "/kept"])
+            .expect_success();
+        let kept = images.containers();
+        assert_eq!(
+            kept.len(),
+            1,
+            "without --rm the writable layer stays: {kept:?}"
+        );
+        let upper = images
+            .path()
+            .join("containers")
+            .join(&kept[0])
+            .join("upper/kept");
+        assert!(
+            upper.exists(),
+            "the file the container made is in its upper directory"
+        );
+    }
+
+    fn hashes(dir: &Path) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = std::fs::read_dir(dir)
+            .expect("the blobs")
+            .flatten()
+            .map(|e| {
+                let bytes = std::fs::read(e.path()).expect("a blob");
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    oci::digest(&bytes),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+/// Layers stacked: whiteouts, opaque directories, shared layers.
+mod layers {
+    use super::*;
+
+    /// A file deleted in an upper layer (`.wh.NAME`) is absent in the container.
+    fn a_whiteout_hides_the_file_below(driver: &str) {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let lower = oci::layer(&[
+            Entry::Dir("a"),
+            Entry::File("a/keep", "k"),
+            Entry::File("a/gone", "g"),
+        ]);
+        let upper = oci::layer(&[Entry::Dir("a"), Entry::File("a/.wh.gone", "")]);
+        images.import("test/whiteout", &[base, lower, upper], json!({}));
+        let out = images.run(
+            &["--rm", "--storage-driver", driver],
+            &["test/whiteout", "ls", "-a", "/a"],
+        );
+        out.expect_success();
+        assert_eq!(out.lines(), [".", "..", "keep"], "{out}");
+    }
+
+    /// An opaque directory (`.wh..wh..opq`) hides everything below it.
+    fn an_opaque_directory_hides_the_lower_contents(driver: &str) {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let lower = oci::layer(&[Entry::Dir("d"), Entry::File("d/old", "o")]);
+        let upper = oci::layer(&[
+            Entry::Dir("d"),
+            Entry::File("d/.wh..wh..opq", ""),
+            Entry::File("d/new", "n"),
+        ]);
+        images.import("test/opaque", &[base, lower, upper], json!({}));
+        let out = images.run(
+            &["--rm", "--storage-driver", driver],
+            &["test/opaque", "ls", "/d"],
+        );
+        out.expect_success();
+        assert_eq!(out.lines(), ["new"], "{out}");
+    }
+
+    #[test]
+    fn a_whiteout_hides_the_file_below_on_overlay() {
+        a_whiteout_hides_the_file_below("overlay");
+    }
+
+    #[test]
+    fn a_whiteout_hides_the_file_below_in_a_copy() {
+        a_whiteout_hides_the_file_below("copy");
+    }
+
+    #[test]
+    fn an_opaque_directory_hides_the_lower_contents_on_overlay() {
+        an_opaque_directory_hides_the_lower_contents("overlay");
+    }
+
+    #[test]
+    fn an_opaque_directory_hides_the_lower_contents_in_a_copy() {
+        an_opaque_directory_hides_the_lower_contents("copy");
+    }
+
+    /// Twenty layers: more than one `lowerdir` value of fsconfig(2) (256 bytes) can
+    /// name; each file of each layer is there.
+    #[test]
+    fn twenty_layers_stack() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let names: Vec<String> = (1..20).map(|n| format!("layer-{n:02}")).collect();
+        let mut layers = vec![base];
+        layers.extend(
+            names
+                .iter()
+                .map(|name| oci::layer(&[Entry::File(name, name)])),
+        );
+        images.import("test/tall", &layers, json!({}));
+        let out = images.run(
+            &["--rm", "--storage-driver", "overlay"],
+            &["test/tall", "sh", "-c", "ls / | grep layer-"],
+        );
+        out.expect_success();
+        assert_eq!(out.lines(), names, "{out}");
+    }
+
+    /// Two images on one base layer: it is stored, and unpacked, once.
+    #[test]
+    fn a_shared_base_layer_is_stored_once() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let one = oci::layer(&[Entry::File("one", "1")]);
+        let two = oci::layer(&[Entry::File("two", "2")]);
+        images.import("test/one", &[base.clone(), one], json!({}));
+        images.import("test/two", &[base, two], json!({}));
+        images
+            .run(&["--rm"], &["test/one", "cat", "/one"])
+            .expect_success();
+        images
+            .run(&["--rm"], &["test/two", "cat", "/two"])
+            .expect_success();
+        let layers = images.layers();
+        assert_eq!(layers.len(), 3, "base, one and two: {layers:?}");
+    }
+
+    /// `rmi` drops the image and the layers no other image uses.
+    #[test]
+    fn rmi_removes_what_no_image_uses() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let one = oci::layer(&[Entry::File("one", "1")]);
+        let two = oci::layer(&[Entry::File("two", "2")]);
+        images.import("test/one", &[base.clone(), one], json!({}));
+        images.import("test/two", &[base, two], json!({}));
+        images
+            .run(&["--rm"], &["test/one", "true"])
+            .expect_success();
+        images
+            .run(&["--rm"], &["test/two", "true"])
+            .expect_success();
+        let out = images.command(&["rmi", "test/one"]);
+        out.expect_success();
+        assert_eq!(
+            images.layers().len(),
+            2,
+            "the shared base stays with test/two"
+        );
+        images
+            .run(&["--rm"], &["test/two", "cat", "/two"])
+            .expect_success();
+        let gone = images.run(&["--rm"], &["test/one", "true"]);
+        gone.expect_code(125);
+        assert!(gone.stderr.contains("pull it first"), "{gone}");
+    }
+}
+
+/// The image's config: what docker does with it.
+mod config {
+    use super::*;
+
+    fn image(images: &Images) -> Result<(), Skip> {
+        let base = busybox_layer()?;
+        let work = oci::layer(&[Entry::Dir("work")]);
+        images.import(
+            "test/config",
+            &[base, work],
+            json!({
+                "Entrypoint": ["/bin/sh", "-c", "echo \"$GREETING from $PWD:\" \"$@\"", "sh"],
+                "Cmd": ["the", "image's", "cmd"],
+                "Env": ["GREETING=hello", "PATH=/bin"],
+                "WorkingDir": "/work",
+            }),
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn entrypoint_cmd_env_and_workdir_are_honoured() {
+        let images = need!(Images::rootless());
+        need!(image(&images));
+        let _leaks = LeakCheck::start();
+        let out = images.run(&["--rm"], &["test/config"]);
+        out.expect_success();
+        assert_eq!(out.stdout, "hello from /work: the image's cmd\n", "{out}");
+        let given = images.run(&["--rm"], &["test/config", "my", "args"]);
+        given.expect_success();
+        assert_eq!(given.stdout, "hello from /work: my args\n", "{given}");
+    }
+
+    #[test]
+    fn options_override_the_config() {
+        let images = need!(Images::rootless());
+        need!(image(&images));
+        let _leaks = LeakCheck::start();
+        let out = images.run(
+            &["--rm", "-e", "GREETING=bye", "-w", "/tmp"],
+            &["test/config", "x"],
+        );
+        out.expect_success();
+        assert_eq!(out.stdout, "bye from /tmp: x\n", "{out}");
+        let entry = images.run(
+            &["--rm", "--entrypoint", "/bin/echo"],
+            &["test/config", "plain"],
+        );
+        entry.expect_success();
+        assert_eq!(entry.stdout, "plain\n", "{entry}");
+    }
+}
+
+/// Layers crafted to write outside the layer: refused, with the entry named, and
+/// nothing written anywhere else.
+mod hostile_layers {
+    use super::*;
+
+    /// Imports `layer` (over busybox), runs it, and expects exit 125 with `expected` in
+    /// the error, and the sentinel directory next to the store untouched.
+    fn refused(layer: Vec<u8>, expected: &str) {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let sentinel = images.store.path().join("sentinel");
+        std::fs::create_dir(&sentinel).expect("the sentinel");
+        images.import("test/hostile", &[base, layer], json!({}));
+        let out = images.run(&["--rm"], &["test/hostile", "true"]);
+        out.expect_code(125);
+        assert!(
+            out.stderr.contains(expected),
+            "the error should name {expected:?}\n{out}"
+        );
+        assert_eq!(
+            names(&sentinel),
+            Vec::<String>::new(),
+            "something was written outside the store"
+        );
+        assert!(!images.store.path().join("x").exists());
+    }
+
+    #[test]
+    fn dot_dot_in_a_name_is_refused() {
+        refused(
+            oci::layer(&[Entry::RawFile("../../x", "escaped")]),
+            "../../x",
+        );
+    }
+
+    #[test]
+    fn a_file_through_a_symlink_is_refused() {
+        let layer = oci::layer(&[
+            Entry::Symlink("link", "/tmp"),
+            Entry::RawFile("link/x", "through the link"),
+        ]);
+        refused(layer, "link/x");
+    }
+
+    #[test]
+    fn a_hardlink_to_a_host_file_is_refused() {
+        let before =
+            std::fs::metadata("/etc/shadow").map(|m| std::os::unix::fs::MetadataExt::nlink(&m));
+        refused(
+            oci::layer(&[Entry::Hardlink("shadow", "/etc/shadow")]),
+            "shadow",
+        );
+        let after =
+            std::fs::metadata("/etc/shadow").map(|m| std::os::unix::fs::MetadataExt::nlink(&m));
+        assert_eq!(before.ok(), after.ok(), "/etc/shadow gained a link");
+    }
+
+    #[test]
+    fn a_whiteout_that_climbs_out_is_refused() {
+        refused(oci::layer(&[Entry::RawFile("../.wh.x", "")]), ".wh.x");
+    }
+}
+
+/// Wrong input: a clear error, exit 125.
+mod bad_input {
+    use super::*;
+
+    #[test]
+    fn an_unknown_image_says_how_to_get_it() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let out = images.run(&[], &["test/nothing-here", "true"]);
+        out.expect_code(125);
+        assert!(
+            out.stderr.contains("docker.io/test/nothing-here:latest")
+                && out.stderr.contains("pull"),
+            "{out}"
+        );
+        assert_eq!(
+            images.containers(),
+            Vec::<String>::new(),
+            "a run that never started left a container"
+        );
+    }
+
+    #[test]
+    fn a_bad_reference_is_refused() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let out = images.run(&[], &["Upper/Case", "true"]);
+        out.expect_code(125);
+    }
+
+    #[test]
+    fn rmi_of_an_unknown_image_exits_125() {
+        let images = need!(Images::rootless());
+        let out = images.command(&["rmi", "test/nothing-here"]);
+        out.expect_code(125);
+        assert!(out.stderr.contains("no image"), "{out}");
+    }
+}
