@@ -154,7 +154,7 @@ fn busybox_layer() -> Result<Vec<u8>, Skip> {
     file.set_size(program.len() as u64);
     tar.append_data(&mut file, "bin/busybox", program.as_slice())
         .expect("busybox");
-    for applet in ["sh", "ls", "cat", "echo", "test", "pwd", "true"] {
+    for applet in ["sh", "ls", "cat", "echo", "test", "pwd", "true", "id"] {
         let mut link = tar::Header::new_gnu();
         link.set_entry_type(tar::EntryType::Symlink);
         link.set_mode(0o777);
@@ -515,6 +515,67 @@ mod config {
         );
         entry.expect_success();
         assert_eq!(entry.stdout, "plain\n", "{entry}");
+    }
+}
+
+/// `-u` and the image's `User`: names looked up in the image's own files.
+mod user {
+    use super::*;
+
+    #[test]
+    fn u_runs_the_command_as_a_user_of_the_image() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let out = images.run(
+            &["--rm", "-u", "nobody"],
+            &["busybox", "sh", "-c", "id -u; id -g"],
+        );
+        out.expect_success();
+        assert_eq!(out.lines(), ["65534", "65534"], "{out}");
+        let numeric = images.run(
+            &["--rm", "-u", "1234:5"],
+            &["busybox", "sh", "-c", "id -u; id -g"],
+        );
+        numeric.expect_success();
+        assert_eq!(numeric.lines(), ["1234", "5"], "{numeric}");
+    }
+
+    #[test]
+    fn the_images_user_is_honoured_and_u_overrides_it() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let etc = oci::layer(&[
+            Entry::Dir("etc"),
+            Entry::File(
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+            ),
+            Entry::File("etc/group", "root:x:0:\napp:x:1000:\nextra:x:2000:app\n"),
+        ]);
+        images.import("test/user", &[base, etc], json!({"User": "app"}));
+        let out = images.run(&["--rm"], &["test/user", "sh", "-c", "id -u; id -g"]);
+        out.expect_success();
+        assert_eq!(out.lines(), ["1000", "1000"], "{out}");
+        let root = images.run(&["--rm", "-u", "root"], &["test/user", "id", "-u"]);
+        root.expect_success();
+        assert_eq!(root.stdout, "0\n", "{root}");
+    }
+
+    /// An unknown user: refused before anything starts, and no container is left.
+    #[test]
+    fn an_unknown_user_is_refused() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        images.run(&["--rm"], &["busybox", "true"]).expect_success();
+        let out = images.run(&["-u", "ghost"], &["busybox", "true"]);
+        out.expect_code(125);
+        assert!(out.stderr.contains("ghost"), "{out}");
+        assert_eq!(
+            images.containers(),
+            Vec::<String>::new(),
+            "a refused run left its container"
+        );
     }
 }
 

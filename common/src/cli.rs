@@ -245,6 +245,7 @@ fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
         terminal: run.common.tty || shell_on_a_terminal,
         interactive: run.common.interactive || shell_on_a_terminal,
         init: run.common.init,
+        user: None,
     };
     process.setenv("PATH", DEFAULT_PATH);
     process.setenv("HOME", "/root");

@@ -30,6 +30,12 @@ pub fn exec(process: &Process) -> Failure {
         Err(message) => return failure(RUNTIME_FAILED, message),
     };
 
+    if let Some(ids) = &process.user
+        && let Err(message) = become_user(ids)
+    {
+        return failure(RUNTIME_FAILED, message);
+    }
+
     // Like execvp(3): a name with a slash is a path; a bare name is searched in the
     // container's PATH, not the host's, because it names files of the container.
     let candidates: Vec<PathBuf> = if program.contains('/') {
@@ -95,6 +101,48 @@ pub fn exec(process: &Process) -> Failure {
         ),
     }
 }
+
+// ANCHOR: become_user
+/// Drops root for `ids`, last thing before `execve`: groups first (only root may set
+/// them), then the gid, then the uid, after which nothing can be taken back.
+fn become_user(ids: &crate::layer::Ids) -> Result<(), String> {
+    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    let groups: Vec<Gid> = std::iter::once(ids.gid)
+        .chain(ids.groups.iter().copied())
+        .map(Gid::from_raw)
+        .collect();
+    // Under a user's maps setgroups(2) is denied (chapter 3): the user's own groups
+    // stay, which is all a rootless container can have.
+    match setgroups(&groups) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(errno) => return Err(format!("setgroups({groups:?}): {}", errno.desc())),
+    }
+    let gid = Gid::from_raw(ids.gid);
+    setresgid(gid, gid, gid).map_err(|errno| {
+        format!(
+            "setresgid({}): {} (is gid {0} mapped?)",
+            ids.gid,
+            errno.desc()
+        )
+    })?;
+    let uid = Uid::from_raw(ids.uid);
+    setresuid(uid, uid, uid).map_err(|errno| {
+        format!(
+            "setresuid({}): {} (is uid {0} mapped?)",
+            ids.uid,
+            errno.desc()
+        )
+    })?;
+    explain::step(
+        format_args!(
+            "setgroups({groups:?}); setresgid({}); setresuid({})",
+            ids.gid, ids.uid
+        ),
+        "run the command as the user the image or -u names, not as container root",
+    );
+    Ok(())
+}
+// ANCHOR_END: become_user
 
 fn failure(code: i32, message: String) -> Failure {
     Failure { code, message }

@@ -38,6 +38,17 @@ pub struct Process {
     pub interactive: bool,
     /// PID 1 is keel's small init, which starts the command as PID 2 (`--init`).
     pub init: bool,
+    /// The ids the command runs as, inside the container (stage 5's `-u`, or the
+    /// image's `User`); `None`: root.
+    pub user: Option<Ids>,
+}
+
+/// A user inside the container: its uid, its gid, and its supplementary groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
 }
 
 impl Process {

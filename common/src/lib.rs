@@ -29,4 +29,4 @@ pub mod terminal;
 pub mod workdir;
 
 pub use cli::Stage;
-pub use layer::{Child, Cleanup, Layer, MadeFile, Parent, Prepare, Process};
+pub use layer::{Child, Cleanup, Ids, Layer, MadeFile, Parent, Prepare, Process};

@@ -24,6 +24,7 @@ pub mod overlay;
 pub mod reference;
 pub mod store;
 pub mod unpack;
+pub mod user;
 pub mod userns;
 
 use anyhow::Result;
@@ -46,6 +47,14 @@ pub struct Args {
     /// Run this program instead of the image's entrypoint ("" for none).
     #[arg(long, value_name = "PROGRAM", help_heading = "Stage 5: an image")]
     pub entrypoint: Option<String>,
+    /// The user the command runs as: USER, UID, USER:GROUP or UID:GID, looked up in the image (default: the image's User, else root).
+    #[arg(
+        short = 'u',
+        long = "user",
+        value_name = "USER[:GROUP]",
+        help_heading = "Stage 5: an image"
+    )]
+    pub user: Option<String>,
     /// How the root is made of the image's layers: auto (overlay, else copy), overlay, copy.
     #[arg(
         long,
@@ -90,6 +99,7 @@ impl Stage for Stage05 {
             driver: args.storage_driver,
             remove: args.rm,
             entrypoint: args.entrypoint.clone(),
+            user: args.user.clone(),
         };
         layers.insert(rootfs, Box::new(overlay::Overlay::new(options)));
         Ok(layers)

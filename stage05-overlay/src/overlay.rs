@@ -57,6 +57,8 @@ pub struct Options {
     pub remove: bool,
     /// `--entrypoint`.
     pub entrypoint: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
 }
 
 /// The overlay layer.
@@ -134,8 +136,22 @@ impl Layer for Overlay {
             .iter()
             .map(|layer| store.blob_path(&layer.blob))
             .collect();
+        config::apply(&image, &self.options, cx.process)?;
+        let wanted = self.options.user.clone().or_else(|| {
+            image
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.user().clone())
+        });
+        if let Some(spec) =
+            wanted.filter(|spec| !matches!(spec.as_str(), "" | "root" | "0" | "0:0"))
+        {
+            crate::user::check(&spec)?;
+            cx.process.user = Some(crate::user::resolve(&spec, &self.lowers)?);
+        }
         self.container = Some(Container::create(&store)?);
-        config::apply(&image, &self.options, cx.process)
+        Ok(())
     }
     // ANCHOR_END: overlay_prepare
 
@@ -160,8 +176,9 @@ impl Layer for Overlay {
         Ok(())
     }
 
-    fn cleanup(&mut self, _cx: &mut Cleanup) {
-        if self.options.remove
+    fn cleanup(&mut self, cx: &mut Cleanup) {
+        // A run that never started leaves no container behind, --rm or not.
+        if (self.options.remove || !cx.started)
             && let Some(container) = self.container.take()
         {
             let dir = container.path().to_owned();
