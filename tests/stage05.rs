@@ -331,7 +331,7 @@ mod layers {
     use super::*;
 
     /// A file deleted in an upper layer (`.wh.NAME`) is absent in the container.
-    fn a_whiteout_hides_the_file_below(driver: &str) {
+    pub(super) fn a_whiteout_hides_the_file_below(driver: &str) {
         let images = need!(Images::rootless());
         let base = need!(busybox_layer());
         let _leaks = LeakCheck::start();
@@ -351,7 +351,7 @@ mod layers {
     }
 
     /// An opaque directory (`.wh..wh..opq`) hides everything below it.
-    fn an_opaque_directory_hides_the_lower_contents(driver: &str) {
+    pub(super) fn an_opaque_directory_hides_the_lower_contents(driver: &str) {
         let images = need!(Images::rootless());
         let base = need!(busybox_layer());
         let _leaks = LeakCheck::start();
@@ -371,46 +371,8 @@ mod layers {
     }
 
     #[test]
-    fn a_whiteout_hides_the_file_below_on_overlay() {
-        a_whiteout_hides_the_file_below("overlay");
-    }
-
-    #[test]
-    fn a_whiteout_hides_the_file_below_in_a_copy() {
-        a_whiteout_hides_the_file_below("copy");
-    }
-
-    #[test]
-    fn an_opaque_directory_hides_the_lower_contents_on_overlay() {
-        an_opaque_directory_hides_the_lower_contents("overlay");
-    }
-
-    #[test]
     fn an_opaque_directory_hides_the_lower_contents_in_a_copy() {
         an_opaque_directory_hides_the_lower_contents("copy");
-    }
-
-    /// Twenty layers: more than one `lowerdir` value of fsconfig(2) (256 bytes) can
-    /// name; each file of each layer is there.
-    #[test]
-    fn twenty_layers_stack() {
-        let images = need!(Images::rootless());
-        let base = need!(busybox_layer());
-        let _leaks = LeakCheck::start();
-        let names: Vec<String> = (1..20).map(|n| format!("layer-{n:02}")).collect();
-        let mut layers = vec![base];
-        layers.extend(
-            names
-                .iter()
-                .map(|name| oci::layer(&[Entry::File(name, name)])),
-        );
-        images.import("test/tall", &layers, json!({}));
-        let out = images.run(
-            &["--rm", "--storage-driver", "overlay"],
-            &["test/tall", "sh", "-c", "ls / | grep layer-"],
-        );
-        out.expect_success();
-        assert_eq!(out.lines(), names, "{out}");
     }
 
     /// Two images on one base layer: it is stored, and unpacked, once.
@@ -462,6 +424,150 @@ mod layers {
         let gone = images.run(&["--rm"], &["test/one", "true"]);
         gone.expect_code(125);
         assert!(gone.stderr.contains("pull it first"), "{gone}");
+    }
+}
+
+/// Exercise `whiteout`: a file deleted in an upper layer is gone, on an overlay (a 0:0
+/// device that hides it) and in a copy (deleted for real).
+mod whiteout {
+    #[test]
+    fn a_whiteout_hides_the_file_below_on_overlay() {
+        super::layers::a_whiteout_hides_the_file_below("overlay");
+    }
+
+    #[test]
+    fn a_whiteout_hides_the_file_below_in_a_copy() {
+        super::layers::a_whiteout_hides_the_file_below("copy");
+    }
+}
+
+/// Exercise `overlay_options`: the overlay's options stack every layer under the
+/// container's upper directory.
+mod overlay_options {
+    use super::*;
+
+    #[test]
+    fn an_opaque_directory_hides_the_lower_contents_on_overlay() {
+        super::layers::an_opaque_directory_hides_the_lower_contents("overlay");
+    }
+
+    /// Twenty layers: more than one `lowerdir` value of fsconfig(2) (256 bytes) can
+    /// name; each file of each layer is there.
+    #[test]
+    fn twenty_layers_stack() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let names: Vec<String> = (1..20).map(|n| format!("layer-{n:02}")).collect();
+        let mut layers = vec![base];
+        layers.extend(
+            names
+                .iter()
+                .map(|name| oci::layer(&[Entry::File(name, name)])),
+        );
+        images.import("test/tall", &layers, json!({}));
+        let out = images.run(
+            &["--rm", "--storage-driver", "overlay"],
+            &["test/tall", "sh", "-c", "ls / | grep layer-"],
+        );
+        out.expect_success();
+        assert_eq!(out.lines(), names, "{out}");
+    }
+
+    /// The container's root is an overlay, and what it writes lands in its upper
+    /// directory, not in the image's layers.
+    #[test]
+    fn changes_land_in_the_upper_directory() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let out = images.run(
+            &["--storage-driver", "overlay"],
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "touch /kept; grep ' / / ' /proc/self/mountinfo",
+            ],
+        );
+        out.expect_success();
+        assert!(
+            out.stdout.contains(" - overlay overlay "),
+            "/ should be an overlay\n{out}"
+        );
+        let kept = images.containers();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        let upper = images
+            .path()
+            .join("containers")
+            .join(&kept[0])
+            .join("upper/kept");
+        assert!(
+            upper.exists(),
+            "the file the container made is in its upper directory"
+        );
+    }
+}
+
+/// Exercise `verify_digest`: a blob is checked against its digest while it is read.
+mod verify_digest {
+    use super::*;
+
+    /// A layer blob whose bytes are not those its digest names: `import` refuses it.
+    #[test]
+    fn a_tampered_layer_is_refused() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let layout = users::dir_owned_by(images.owner.0, images.owner.1, 0o755);
+        oci::write_layout(layout.path(), &[base], json!({}));
+        let blobs = layout.path().join("blobs/sha256");
+        // The largest blob is the layer: flip one byte in it, keep its name.
+        let layer = names(&blobs)
+            .into_iter()
+            .map(|name| blobs.join(name))
+            .max_by_key(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+            .expect("a layer blob");
+        let mut bytes = std::fs::read(&layer).expect("the layer");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&layer, bytes).expect("the tampered layer");
+        let out = images.command(&[
+            "import",
+            layout.path().to_str().expect("UTF-8"),
+            "test/tampered",
+        ]);
+        out.expect_code(125);
+        assert!(out.stderr.contains("tampered"), "{out}");
+        let listed = images.command(&["images"]);
+        assert!(
+            !listed.stdout.contains("test/tampered"),
+            "a tampered image was named\n{listed}"
+        );
+    }
+
+    /// A blob cut short: refused too, by its size.
+    #[test]
+    fn a_truncated_layer_is_refused() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let layout = users::dir_owned_by(images.owner.0, images.owner.1, 0o755);
+        oci::write_layout(layout.path(), &[base], json!({}));
+        let blobs = layout.path().join("blobs/sha256");
+        let layer = names(&blobs)
+            .into_iter()
+            .map(|name| blobs.join(name))
+            .max_by_key(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+            .expect("a layer blob");
+        let bytes = std::fs::read(&layer).expect("the layer");
+        std::fs::write(&layer, &bytes[..bytes.len() / 2]).expect("the truncated layer");
+        let out = images.command(&[
+            "import",
+            layout.path().to_str().expect("UTF-8"),
+            "test/truncated",
+        ]);
+        out.expect_code(125);
+        assert!(out.stderr.contains("truncated"), "{out}");
     }
 }
 

@@ -142,6 +142,8 @@ impl<T> Verifier<T> {
     /// `inner` if both match. `what` names the content in the error ("layer 2 of
     /// alpine", "the manifest").
     pub fn finish(self, expected: &Digest, size: Option<u64>, what: &str) -> Result<T> {
+        // ANCHOR: verify_digest
+        // EXERCISE: refuse (bail!, naming `what`) a size that differs from `size` when it is known, then compute the digest of what went through (self.digest()) and refuse it unless it is `expected`; return the inner value
         if let Some(size) = size
             && size != self.size
         {
@@ -160,6 +162,7 @@ impl<T> Verifier<T> {
             );
         }
         Ok(inner)
+        // ANCHOR_END: verify_digest
     }
 }
 

@@ -18,6 +18,7 @@ pub mod commands;
 pub mod config;
 pub mod container;
 pub mod digest;
+pub mod doctor;
 pub mod image;
 pub mod import;
 pub mod overlay;
@@ -108,5 +109,6 @@ impl Stage for Stage05 {
 
     fn doctor(report: &mut Report) {
         Stage04::doctor(report);
+        doctor::check(report);
     }
 }

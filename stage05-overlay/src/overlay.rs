@@ -204,29 +204,17 @@ impl Layer for Overlay {
 }
 
 impl Overlay {
-    // ANCHOR: overlay_child
     /// Mounts the overlay of the image's layers under the container's upper directory.
     fn mount_overlay(&self, container: &Container) -> Result<At> {
-        let mut rest = format!(
-            "upperdir={},workdir={}",
-            option_path(&container.upper())?,
-            option_path(&container.work())?,
-        );
-        if self.rootless {
-            // Overlay's notes (opaque directories, redirects) as user.overlay.*
-            // attributes: the only ones the root of a user namespace may write.
-            rest.push_str(",userxattr");
-        }
-        // One `lowerdir+` per layer, top first (Linux 6.8): fsconfig(2) takes a value
-        // of at most 256 bytes, too short for a list of many layers.
-        let each = self
+        let upper = option_path(&container.upper())?;
+        let work = option_path(&container.work())?;
+        let lowers = self
             .lowers
             .iter()
-            .map(|dir| Ok(format!("lowerdir+={}", option_path(dir)?)))
-            .collect::<Result<Vec<_>>>()?
-            .join(",");
+            .map(|dir| option_path(dir))
+            .collect::<Result<Vec<_>>>()?;
         let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-        let appended = format!("{each},{rest}");
+        let appended = overlay_options(&lowers, &upper, &work, self.rootless);
         let (opened, listed);
         let overlay = match newmount::filesystem("overlay", &appended, attrs) {
             Ok(overlay) => overlay,
@@ -243,6 +231,7 @@ impl Overlay {
                     .map(|at| format!("/proc/self/fd/{}", at.as_fd().as_raw_fd()))
                     .collect::<Vec<_>>()
                     .join(":");
+                let rest = overlay_options(&[], &upper, &work, self.rootless);
                 listed = format!("lowerdir={list},{rest}");
                 newmount::filesystem("overlay", &listed, attrs)?
             }
@@ -252,7 +241,6 @@ impl Overlay {
             "the image's layers under the container's own: its root filesystem",
         )
     }
-    // ANCHOR_END: overlay_child
 
     /// The fallback: every layer applied, bottom first, onto the container's directory
     /// (whiteouts delete, opaque directories empty), which is then bound onto itself
@@ -278,6 +266,24 @@ impl Overlay {
         newmount::clone_at(&dir, true)?
             .attach(&dir, "the copy becomes a mount point, for pivot_root")
     }
+}
+
+/// The options of an overlay of `lowers` (top first) under `upper`, with `work` as
+/// overlay's scratch directory; `rootless` when a user namespace's root mounts it.
+pub fn overlay_options(lowers: &[String], upper: &str, work: &str, rootless: bool) -> String {
+    // ANCHOR: overlay_options
+    // EXERCISE: one "lowerdir+=DIR" per layer, top first (Linux 6.8: fsconfig(2) takes a value of at most 256 bytes, too short for a whole list), then "upperdir=UPPER" and "workdir=WORK", and "userxattr" when rootless (overlay's own notes as user.overlay.* attributes, the only ones a user namespace's root may write), all joined by commas
+    let mut options: Vec<String> = lowers
+        .iter()
+        .map(|dir| format!("lowerdir+={dir}"))
+        .collect();
+    options.push(format!("upperdir={upper}"));
+    options.push(format!("workdir={work}"));
+    if rootless {
+        options.push("userxattr".to_owned());
+    }
+    options.join(",")
+    // ANCHOR_END: overlay_options
 }
 
 /// A path as an overlay option: `,` separates options and `:` lower directories, so a

@@ -427,10 +427,11 @@ impl Unpacker<'_> {
         Ok(dir)
     }
 
-    // ANCHOR: whiteout
     /// `.wh.NAME`: overlay mode records it as a 0:0 character device (the kernel lets
     /// a user namespace make that one, since Linux 5.8); flat mode deletes `NAME`.
     fn whiteout(&mut self, target: &EntryPath, shown: &str) -> Result<()> {
+        // ANCHOR: whiteout
+        // EXERCISE: for Target::Overlay, open the target's parent (self.parent_dir), remove what is there already (beneath::remove_if_present), then mknodat a 0:0 character device named target.name(); for Target::Flat, open the parent beneath self.root (beneath::open_dir; ENOENT: nothing to delete) and remove target.name() if present; then forget the path in self.seen
         match self.target {
             Target::Overlay { .. } => {
                 let parent = self.parent_dir(target, shown)?;
@@ -457,8 +458,8 @@ impl Unpacker<'_> {
         }
         self.seen.remove(&target.to_path());
         Ok(())
+        // ANCHOR_END: whiteout
     }
-    // ANCHOR_END: whiteout
 
     // ANCHOR: opaque
     /// `DIR/.wh..wh..opq`: overlay mode marks `DIR` opaque with an xattr; flat mode
