@@ -54,17 +54,44 @@ pub fn run(command: Commands) -> i32 {
     }
 }
 
+/// `docker images`: each name, its manifest's digest (shortened, as docker shows an
+/// image ID), and the size of its layers as stored.
 fn images(store: &Store) -> Result<()> {
-    println!("{:<50} {:<20} {:>10}", "IMAGE", "MANIFEST", "SIZE");
-    for image in store.images()? {
+    println!("{:<44} {:<14} {:>10}", "IMAGE", "MANIFEST", "SIZE");
+    for listed in store.images()? {
+        let size = Image::load(store, &listed.reference)
+            .map(|image| {
+                image
+                    .layers
+                    .iter()
+                    .filter_map(|layer| store.blob_size(&layer.blob).ok())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0);
         println!(
-            "{:<50} {:<20} {:>10}",
-            image.reference.to_string(),
-            image.digest.hex().get(..12).unwrap_or_default(),
-            image.size
+            "{:<44} {:<14} {:>10}",
+            listed.reference.to_string(),
+            listed.digest.hex().get(..12).unwrap_or_default(),
+            human(size)
         );
     }
     Ok(())
+}
+
+/// `1.9MB`, as docker writes sizes (powers of 1000).
+fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", units[unit])
+    }
 }
 
 fn import(store: &Store, path: &std::path::Path, name: Option<&str>) -> Result<()> {

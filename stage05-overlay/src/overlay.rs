@@ -204,6 +204,7 @@ impl Layer for Overlay {
 }
 
 impl Overlay {
+    // ANCHOR: mount_overlay
     /// Mounts the overlay of the image's layers under the container's upper directory.
     fn mount_overlay(&self, container: &Container) -> Result<At> {
         let upper = option_path(&container.upper())?;
@@ -241,6 +242,7 @@ impl Overlay {
             "the image's layers under the container's own: its root filesystem",
         )
     }
+    // ANCHOR_END: mount_overlay
 
     /// The fallback: every layer applied, bottom first, onto the container's directory
     /// (whiteouts delete, opaque directories empty), which is then bound onto itself

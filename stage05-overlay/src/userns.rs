@@ -19,6 +19,7 @@ use nix::unistd::{ForkResult, Gid, Uid, fork, pipe, setresgid, setresuid};
 use stage03_userns::plan::{self, Request, Writer};
 use stage03_userns::write;
 
+// ANCHOR: as_container_root
 /// Runs `work` as root of a user namespace mapped like this user's containers (or
 /// directly, as root). `what` names the work in messages.
 pub fn as_container_root(what: &str, work: impl FnOnce() -> Result<()>) -> Result<()> {
@@ -81,6 +82,8 @@ pub fn as_container_root(what: &str, work: impl FnOnce() -> Result<()>) -> Resul
         }
     }
 }
+
+// ANCHOR_END: as_container_root
 
 /// The child's side: a user namespace of its own, then (once the parent wrote the
 /// maps) root in it, then the work.
