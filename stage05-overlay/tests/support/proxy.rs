@@ -20,7 +20,7 @@ pub struct Faults {
     pub cut_times: usize,
     /// Stop relaying after this many bytes, and say so; never go on.
     pub stall_after: Option<usize>,
-    /// Hold matching responses until this many matching requests arrived (or 30 s).
+    /// Hold matching responses until this many matching requests arrived (or 15 s).
     pub gate: Option<usize>,
 }
 
@@ -33,6 +33,8 @@ struct State {
     stalled: usize,
     /// The gate opened because enough requests came (not by its timeout).
     gate_opened: bool,
+    /// A held response went on because the gate's time ran out.
+    gate_timed_out: bool,
     closing: bool,
 }
 
@@ -80,9 +82,11 @@ impl Proxy {
         );
     }
 
-    /// Whether the gate opened because enough matching requests were in flight.
+    /// Whether the gate opened because enough matching requests were in flight, and
+    /// no held response went on for the gate's time running out.
     pub fn gate_opened(&self) -> bool {
-        self.shared.0.lock().unwrap().gate_opened
+        let state = self.shared.0.lock().unwrap();
+        state.gate_opened && !state.gate_timed_out
     }
 
     /// How many matching requests arrived.
@@ -144,12 +148,14 @@ fn relay(mut client: TcpStream, upstream: &str, faults: &Faults, shared: &(Mutex
     if let (true, Some(gate)) = (matches, faults.gate) {
         let state = lock.lock().unwrap();
         let (mut state, _) = changed
-            .wait_timeout_while(state, Duration::from_secs(30), |s| {
+            .wait_timeout_while(state, Duration::from_secs(15), |s| {
                 s.matching < gate && !s.closing
             })
             .unwrap();
         if state.matching >= gate {
             state.gate_opened = true;
+        } else {
+            state.gate_timed_out = true;
         }
     }
     // One request per upstream connection: the registry closes it after answering.
