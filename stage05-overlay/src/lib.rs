@@ -9,6 +9,7 @@
 //! - [`store`]: the content-addressed store of blobs, unpacked layers and names;
 //! - [`unpack`]: layers applied into directories, whiteouts and all, safely;
 //! - [`import`]: images from an OCI image layout or a rootfs tarball;
+//! - [`pull`]: images from a registry;
 //! - [`busybox`]: the image that works offline;
 //! - [`image`], [`config`], [`container`], [`overlay`]: an image run as a container;
 //! - [`userns`]: the store's work done as the containers' root, rootless.
@@ -22,6 +23,7 @@ pub mod doctor;
 pub mod image;
 pub mod import;
 pub mod overlay;
+pub mod pull;
 pub mod reference;
 pub mod store;
 pub mod unpack;

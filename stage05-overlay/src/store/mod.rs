@@ -48,6 +48,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use common::state::Owner;
 
+pub use blobs::BlobWriter;
 pub use gc::Collected;
 pub use index::Image;
 pub use lease::Lease;
