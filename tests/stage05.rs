@@ -421,9 +421,114 @@ mod layers {
         images
             .run(&["--rm"], &["test/two", "cat", "/two"])
             .expect_success();
-        let gone = images.run(&["--rm"], &["test/one", "true"]);
-        gone.expect_code(125);
-        assert!(gone.stderr.contains("pull it first"), "{gone}");
+        let listed = images.command(&["images"]);
+        assert!(!listed.stdout.contains("test/one"), "{listed}");
+    }
+}
+
+/// `pull` from a real registry on loopback, and `run` of what was pulled.
+mod pull {
+    use super::*;
+    use keel_graders::registry::Registry;
+
+    /// A registry holding `test/busybox:latest`: busybox, and a file of its own.
+    fn registry_with_busybox(password: bool) -> Result<(Registry, String), Skip> {
+        let registry = Registry::start(password)?;
+        let base = busybox_layer()?;
+        let mark = oci::layer(&[Entry::File("pulled", "from the registry\n")]);
+        let layout = tempfile::tempdir().expect("a layout directory");
+        oci::write_layout(
+            layout.path(),
+            &[base, mark],
+            json!({"Cmd": ["cat", "/pulled"]}),
+        );
+        registry.push(layout.path(), "test/busybox:latest");
+        let name = format!("{}/test/busybox:latest", registry.address);
+        Ok((registry, name))
+    }
+
+    fn pull_then_run(images: &Images) {
+        let (_registry, name) = need!(registry_with_busybox(false));
+        let _leaks = LeakCheck::start();
+        let pulled = images.command(&["pull", &name]);
+        pulled.expect_success();
+        assert!(
+            pulled.stdout.starts_with(&format!("{name} sha256:")),
+            "{pulled}"
+        );
+        let out = images.run(&["--rm"], &[&name, "echo", "hi"]);
+        out.expect_success();
+        assert_eq!(out.stdout, "hi\n", "{out}");
+        let default = images.run(&["--rm"], &[&name]);
+        default.expect_success();
+        assert_eq!(
+            default.stdout, "from the registry\n",
+            "the image's Cmd\n{default}"
+        );
+    }
+
+    #[test]
+    fn pull_then_run_rootless() {
+        pull_then_run(&need!(Images::rootless()));
+    }
+
+    #[test]
+    fn pull_then_run_as_root() {
+        pull_then_run(&need!(Images::root()));
+    }
+
+    /// What the store has is not downloaded again.
+    #[test]
+    fn a_second_pull_downloads_nothing() {
+        let images = need!(Images::rootless());
+        let (_registry, name) = need!(registry_with_busybox(false));
+        let _leaks = LeakCheck::start();
+        let first = images.command(&["pull", &name]);
+        first.expect_success();
+        assert!(first.stderr.contains("downloading"), "{first}");
+        let second = images.command(&["pull", &name]);
+        second.expect_success();
+        assert!(
+            !second.stderr.contains("downloading") && second.stderr.contains("already exists"),
+            "the second pull should find every layer in the store\n{second}"
+        );
+    }
+
+    /// `run` of an image the store lacks pulls it, as `docker run` does.
+    #[test]
+    fn run_pulls_a_missing_image() {
+        let images = need!(Images::rootless());
+        let (_registry, name) = need!(registry_with_busybox(false));
+        let _leaks = LeakCheck::start();
+        let out = images.run(&["--rm"], &[&name, "cat", "/pulled"]);
+        out.expect_success();
+        assert_eq!(out.stdout, "from the registry\n", "{out}");
+        assert!(out.stderr.contains("pulling it"), "{out}");
+    }
+
+    /// A registry that asks for a password: refused without one, pulled with the
+    /// credentials of `--authfile` (docker's config.json).
+    #[test]
+    fn credentials_come_from_an_authfile() {
+        let images = need!(Images::rootless());
+        let (_registry, name) = need!(registry_with_busybox(true));
+        let _leaks = LeakCheck::start();
+        let refused = images.command(&["pull", &name]);
+        refused.expect_code(125);
+        assert!(refused.stderr.contains("authentication"), "{refused}");
+        let host = name.split('/').next().expect("a host");
+        let auth = users::dir_owned_by(images.owner.0, images.owner.1, 0o700);
+        let file = auth.path().join("auth.json");
+        let json = json!({"auths": {host: {"username": "alice", "password": "s3cret"}}});
+        std::fs::write(&file, json.to_string()).expect("auth.json");
+        nix::unistd::chown(
+            &file,
+            Some(nix::unistd::Uid::from_raw(images.owner.0)),
+            Some(nix::unistd::Gid::from_raw(images.owner.1)),
+        )
+        .expect("chown auth.json");
+        let pulled = images.command(&["pull", "--authfile", file.to_str().expect("UTF-8"), &name]);
+        pulled.expect_success();
     }
 }
 
@@ -757,11 +862,12 @@ mod bad_input {
     fn an_unknown_image_says_how_to_get_it() {
         let images = need!(Images::rootless());
         let _leaks = LeakCheck::start();
-        let out = images.run(&[], &["test/nothing-here", "true"]);
+        // On loopback, where nothing listens: `run` tries to pull it, and says so.
+        let out = images.run(&[], &["127.0.0.1:1/test/nothing-here", "true"]);
         out.expect_code(125);
         assert!(
-            out.stderr.contains("docker.io/test/nothing-here:latest")
-                && out.stderr.contains("pull"),
+            out.stderr.contains("127.0.0.1:1/test/nothing-here:latest")
+                && out.stderr.contains("pull it first"),
             "{out}"
         );
         assert_eq!(

@@ -24,12 +24,25 @@ pub const NAME: &str = "busybox";
 /// Where the static busybox is.
 const BUSYBOX: &str = "/bin/busybox";
 
-/// The image `reference`; the offline busybox is imported first if it is the one asked
-/// for and the store does not have it.
+/// The image `reference`, as `docker run` finds it: from the store; if the store lacks
+/// it, the offline busybox is made for `busybox`, and any other image is pulled.
 pub fn load_or_import(store: &Store, reference: &Reference) -> Result<Image> {
-    let default: Reference = NAME.parse()?;
-    if reference == &default && store.resolve(reference)?.is_none() {
-        import(store, reference)?;
+    if store.resolve(reference)?.is_none() {
+        let default: Reference = NAME.parse()?;
+        if reference == &default {
+            import(store, reference)?;
+        } else {
+            eprintln!("{}: {reference} is not here: pulling it", crate::NAME);
+            let options = crate::pull::PullOptions {
+                progress: crate::commands::progress(false),
+                ..crate::pull::PullOptions::default()
+            };
+            crate::commands::pull(store, reference, options).with_context(|| {
+                format!(
+                    "no image {reference} here, and pulling it failed (pull it first, or import it)"
+                )
+            })?;
+        }
     }
     Image::load(store, reference)
 }

@@ -5,14 +5,33 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use crate::digest::Digest;
 use crate::image::Image;
+use crate::pull::{Platform, Progress, PullOptions};
 use crate::reference::Reference;
 use crate::store::Store;
 use crate::userns::as_container_root;
 
-/// `images`, `import`, `inspect`, `rmi`.
+/// `pull`, `images`, `import`, `inspect`, `rmi`.
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    /// Pull an image from a registry (docker's names: alpine, user/app:1, localhost:5000/x).
+    Pull {
+        /// The image.
+        image: String,
+        /// Verify the registry's TLS certificate (registries on loopback speak plain HTTP anyway).
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+        tls_verify: bool,
+        /// Credentials (docker's config.json format) instead of $REGISTRY_AUTH_FILE or ~/.docker/config.json.
+        #[arg(long, value_name = "PATH")]
+        authfile: Option<PathBuf>,
+        /// The platform to pick from a multi-platform image: OS/ARCH[/VARIANT] (default: this machine's).
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
+        /// No progress, only the result.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// List the images in the store.
     Images,
     /// Import an image: an OCI image layout directory, or a root filesystem tarball.
@@ -40,6 +59,28 @@ pub fn run(command: Commands) -> i32 {
     let result = Store::default_root()
         .and_then(Store::open)
         .and_then(|store| match command {
+            Commands::Pull {
+                image,
+                tls_verify,
+                authfile,
+                platform,
+                quiet,
+            } => {
+                let options = PullOptions {
+                    tls_verify,
+                    auth_file: authfile,
+                    progress: progress(quiet),
+                    platform: match platform {
+                        Some(text) => text.parse()?,
+                        None => Platform::default(),
+                    },
+                    ..PullOptions::default()
+                };
+                let reference: Reference = image.parse()?;
+                let digest = pull(&store, &reference, options)?;
+                println!("{reference} {digest}");
+                Ok(())
+            }
             Commands::Images => images(&store),
             Commands::Import { path, name } => import(&store, &path, name.as_deref()),
             Commands::Inspect { image } => inspect(&store, &image),
@@ -56,6 +97,37 @@ pub fn run(command: Commands) -> i32 {
 
 /// `docker images`: each name, its manifest's digest (shortened, as docker shows an
 /// image ID), and the size of its layers as stored.
+/// Bars on a terminal, lines otherwise, nothing with `-q`.
+pub fn progress(quiet: bool) -> Progress {
+    if quiet {
+        Progress::Quiet
+    } else if nix::unistd::isatty(std::io::stderr()).unwrap_or(false) {
+        Progress::Bars
+    } else {
+        Progress::Lines
+    }
+}
+
+// ANCHOR: pull_command
+/// Pulls `reference` and unpacks its layers as they arrive, as the containers' root
+/// (rootless, the layers' files belong to subordinate ids); returns its manifest's
+/// digest.
+pub fn pull(store: &Store, reference: &Reference, mut options: PullOptions) -> Result<Digest> {
+    options.unpack = Some(crate::unpack::Options {
+        rootless: !nix::unistd::geteuid().is_root(),
+    });
+    let root = store.root().to_owned();
+    let wanted = reference.clone();
+    as_container_root(&format!("pulling {reference}"), move || {
+        let store = Store::open(root)?;
+        crate::pull::pull(&store, &wanted, &options).map(drop)
+    })?;
+    store
+        .resolve(reference)?
+        .with_context(|| format!("{reference} was pulled, yet the store does not name it"))
+}
+// ANCHOR_END: pull_command
+
 fn images(store: &Store) -> Result<()> {
     println!("{:<44} {:<14} {:>10}", "IMAGE", "MANIFEST", "SIZE");
     for listed in store.images()? {

@@ -15,6 +15,7 @@
 //! - [`net`]: the container's network as the probe sees it, a server on the host's
 //!   loopback, free ports, processes a run left (stage04);
 //! - [`oci`]: OCI image layouts built from the entries a test names (stage05);
+//! - [`registry`]: a real registry on loopback, and images pushed to it (stage05);
 //! - [`skip`]: skipping, loudly, what this machine cannot run;
 //! - [`terminal`]: running a stage on a pseudo-terminal, as from a keyboard;
 //! - [`users`]: the ordinary users the rootless graders (stage03) run as, created and
@@ -35,6 +36,7 @@ pub mod net;
 pub mod oci;
 pub mod private_etc;
 pub mod probe;
+pub mod registry;
 pub mod rootfs;
 pub mod running;
 pub mod runtime;

@@ -20,6 +20,13 @@ pub const PACKAGES: &[&str] = &[
     "strace",         // graders that check which paths the runtime looks up
     "crun",           // reference runtimes for the benchmarks
     "runc",
+    "slirp4netns",     // stage 4: rootless networking
+    "passt",           // stage 4: pasta
+    "python3",         // the book's transcripts: a web server on the host's loopback
+    "docker-registry", // stage 5: a real registry on loopback
+    "skopeo",          // stage 5: images pushed to it, and the benchmark's reference
+    "umoci",           // stage 5: the benchmark's reference unpacker
+    "openssl",         // stage 5: the token server's key and certificate
 ];
 
 /// The mdBook the book is written for.
