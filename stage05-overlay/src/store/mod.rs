@@ -51,6 +51,7 @@ use common::state::Owner;
 pub use gc::Collected;
 pub use index::Image;
 pub use lease::Lease;
+pub(crate) use staging::Staged;
 
 /// The image store under one root directory.
 #[derive(Debug, Clone)]
