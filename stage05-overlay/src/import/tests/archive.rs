@@ -270,9 +270,25 @@ fn a_layer_linked_outside_the_archive_is_refused() {
 
 #[test]
 fn a_manifest_json_that_is_a_link_is_refused() {
+    // Even a link to a good manifest inside the archive: only layers may be links.
     let test = Test::new();
-    let bytes = tar(&[link("manifest.json", "/etc/passwd")]);
-    test.refused(&bytes, "is a link");
+    let good = docker_archive_with(|_, _| {});
+    let mut items = Vec::new();
+    for entry in tar::Archive::new(&good[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_str().unwrap().to_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        let name = if name == "manifest.json" {
+            "saved.json".to_owned()
+        } else {
+            name
+        };
+        items.push(file(&name, bytes));
+    }
+    items.push(link("manifest.json", "saved.json"));
+    test.refused(&tar(&items), "only a layer may be a link");
+    test.refused(&tar(&[link("manifest.json", "/etc/passwd")]), "is a link");
 }
 
 #[test]
@@ -365,13 +381,21 @@ fn an_oci_archive_whose_blob_does_not_match_its_digest_is_refused() {
 
 #[test]
 fn an_oci_archive_whose_blob_is_a_link_is_refused() {
+    // Even a link to the right bytes inside the archive: a layout has no links.
     let test = Test::new();
     let (_, _, diff_ids) = oci_archive(test.dir.path(), "localhost/oci:1");
     let name = format!("./blobs/sha256/{}", diff_ids[0].hex());
     let mut items = layout_items(&test.path("layout"));
-    items.retain(|item| !matches!(item, Item::File(n, _) if *n == name));
-    items.push(link(&name, "/etc/passwd"));
-    test.refused(&tar(&items), "is a link");
+    let at = items
+        .iter()
+        .position(|item| matches!(item, Item::File(n, _) if *n == name))
+        .unwrap();
+    let Item::File(_, bytes) = items.remove(at) else {
+        unreachable!()
+    };
+    items.push(file("copy", bytes));
+    items.push(link(&name, "../../copy"));
+    test.refused(&tar(&items), "only a layer may be a link");
 }
 
 #[test]
