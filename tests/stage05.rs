@@ -426,6 +426,63 @@ mod layers {
     }
 }
 
+/// `import` of what `docker save` and `skopeo copy` write.
+mod import {
+    use super::*;
+
+    /// skopeo writes the archives.
+    fn skopeo() -> Result<(), Skip> {
+        match std::process::Command::new("skopeo")
+            .arg("--version")
+            .output()
+        {
+            Ok(out) if out.status.success() => Ok(()),
+            _ => Err(Skip(
+                "skopeo is not installed (apt-get install skopeo)".into(),
+            )),
+        }
+    }
+
+    /// A docker archive and an oci-archive, written by skopeo from a layout: each is
+    /// imported under its name and runs.
+    #[test]
+    fn archives_of_skopeo_are_imported() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        need!(skopeo());
+        let _leaks = LeakCheck::start();
+        let layout = tempfile::tempdir().expect("a layout");
+        let mark = oci::layer(&[Entry::File("archived", "from an archive\n")]);
+        oci::write_layout(layout.path(), &[base, mark], json!({}));
+        let files = users::dir_owned_by(images.owner.0, images.owner.1, 0o755);
+        for (kind, file, name) in [
+            ("docker-archive", "docker.tar", "test/from-docker:1"),
+            ("oci-archive", "oci.tar", "test/from-oci:1"),
+        ] {
+            let path = files.path().join(file);
+            let target = format!("{kind}:{}:{name}", path.display());
+            let out = std::process::Command::new("skopeo")
+                .args(["copy", "--quiet"])
+                .arg(format!("oci:{}", layout.path().display()))
+                .arg(&target)
+                .output()
+                .expect("skopeo");
+            assert!(
+                out.status.success(),
+                "skopeo copy to {target}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::os::unix::fs::chown(&path, Some(images.owner.0), Some(images.owner.1))
+                .expect("chown");
+            let imported = images.command(&["import", path.to_str().expect("UTF-8"), name]);
+            imported.expect_success();
+            let out = images.run(&["--rm"], &[name, "cat", "/archived"]);
+            out.expect_success();
+            assert_eq!(out.stdout, "from an archive\n", "{kind}: {out}");
+        }
+    }
+}
+
 /// `pull` from a real registry on loopback, and `run` of what was pulled.
 mod pull {
     use super::*;

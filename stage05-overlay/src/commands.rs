@@ -34,11 +34,11 @@ pub enum Commands {
     },
     /// List the images in the store.
     Images,
-    /// Import an image: an OCI image layout directory, or a root filesystem tarball.
+    /// Import images: an OCI image layout directory, an image archive (docker save, oci-archive), or a root filesystem tarball.
     Import {
-        /// The layout directory or the tarball.
+        /// The layout directory, the archive or the tarball.
         path: PathBuf,
-        /// The name to give it (default: the file's name, tag latest).
+        /// The name to give it (default: the names the archive gives its images; else the file's name, tag latest).
         name: Option<String>,
     },
     /// Print an image's manifest digest, layers and config as JSON.
@@ -166,22 +166,23 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// `import PATH [NAME]`: a directory is an OCI image layout; a file is an image
+/// archive, or else a rootfs tarball (told by what it holds).
 fn import(store: &Store, path: &std::path::Path, name: Option<&str>) -> Result<()> {
-    let name = match name {
-        Some(name) => name.to_owned(),
-        None => path
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .map(|stem| stem.trim_end_matches(".tar").to_lowercase())
-            .context("name the image: import PATH NAME")?,
-    };
-    let reference: Reference = name.parse()?;
-    let digest = if path.is_dir() {
-        crate::import::import_layout(store, path, &reference)?
+    let reference = name.map(Reference::parse).transpose()?;
+    let imported = if path.is_dir() {
+        let reference = match reference {
+            Some(reference) => reference,
+            None => crate::import::name_from_file(path)?,
+        };
+        let digest = crate::import::import_layout(store, path, &reference)?;
+        vec![(reference, digest)]
     } else {
-        crate::import::import_rootfs(store, path, &reference)?
+        crate::import::import_archive(store, path, reference.as_ref())?
     };
-    println!("{reference} {digest}");
+    for (reference, digest) in imported {
+        println!("{reference} {digest}");
+    }
     Ok(())
 }
 

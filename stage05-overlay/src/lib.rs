@@ -8,7 +8,8 @@
 //! - [`digest`]: content addresses, and bytes verified while they stream;
 //! - [`store`]: the content-addressed store of blobs, unpacked layers and names;
 //! - [`unpack`]: layers applied into directories, whiteouts and all, safely;
-//! - [`import`]: images from an OCI image layout or a rootfs tarball;
+//! - [`import`]: images from an OCI image layout, an image archive (`docker save`,
+//!   `oci-archive`) or a rootfs tarball;
 //! - [`pull`]: images from a registry;
 //! - [`busybox`]: the image that works offline;
 //! - [`image`], [`config`], [`container`], [`overlay`]: an image run as a container;

@@ -52,6 +52,7 @@ pub use blobs::BlobWriter;
 pub use gc::Collected;
 pub use index::Image;
 pub use lease::Lease;
+pub(crate) use staging::Staged;
 
 /// The image store under one root directory.
 #[derive(Debug, Clone)]
