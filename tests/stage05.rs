@@ -855,12 +855,18 @@ mod hostile_layers {
     /// Imports `layer` (over busybox), runs it, and expects exit 125 with `expected` in
     /// the error, and the sentinel directory next to the store untouched.
     fn refused(layer: Vec<u8>, expected: &str) {
+        refused_layers(vec![layer], expected);
+    }
+
+    /// [`refused`], with several layers over busybox.
+    fn refused_layers(layers: Vec<Vec<u8>>, expected: &str) {
         let images = need!(Images::rootless());
         let base = need!(busybox_layer());
         let _leaks = LeakCheck::start();
         let sentinel = images.store.path().join("sentinel");
         std::fs::create_dir(&sentinel).expect("the sentinel");
-        images.import("test/hostile", &[base, layer], json!({}));
+        let all: Vec<Vec<u8>> = std::iter::once(base).chain(layers).collect();
+        images.import("test/hostile", &all, json!({}));
         let out = images.run(&["--rm"], &["test/hostile", "true"]);
         out.expect_code(125);
         assert!(
@@ -873,6 +879,94 @@ mod hostile_layers {
             "something was written outside the store"
         );
         assert!(!images.store.path().join("x").exists());
+    }
+
+    /// The symlink in one layer, the file through it in the next.
+    #[test]
+    fn a_file_through_a_symlink_of_a_lower_layer_is_refused() {
+        let link = oci::layer(&[Entry::Symlink("link", "/tmp")]);
+        let file = oci::layer(&[Entry::RawFile("link/x", "through the link")]);
+        refused_layers(vec![link, file], "link/x");
+    }
+
+    #[test]
+    fn a_whiteout_of_dot_dot_is_refused() {
+        refused(oci::layer(&[Entry::RawFile(".wh..", "")]), ".wh..");
+    }
+
+    /// A leading `/` is dropped, as docker does: the file lands in the layer.
+    #[test]
+    fn an_absolute_name_lands_inside_the_layer() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let layer = oci::layer(&[Entry::RawFile("/keel-absolute-name", "inside\n")]);
+        images.import("test/absolute", &[base, layer], json!({}));
+        let out = images.run(&["--rm"], &["test/absolute", "cat", "/keel-absolute-name"]);
+        out.expect_success();
+        assert_eq!(out.stdout, "inside\n", "{out}");
+        assert!(
+            !Path::new("/keel-absolute-name").exists(),
+            "written at the host's /"
+        );
+    }
+
+    /// A gzip stream cut short, whose blob digest is that of the cut bytes: the blob
+    /// is what it claims, the layer is not; unpacking says so, and keeps nothing.
+    #[test]
+    fn a_truncated_gzip_stream_is_refused() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let gzipped = oci::gzip(&base);
+        let cut = gzipped[..gzipped.len() / 2].to_vec();
+        let layout = users::dir_owned_by(images.owner.0, images.owner.1, 0o755);
+        oci::write_layout_of_blobs(layout.path(), &[(cut, oci::digest(&base))], json!({}));
+        let path = layout.path().to_str().expect("UTF-8");
+        images
+            .command(&["import", path, "test/truncated"])
+            .expect_success();
+        let out = images.run(&["--rm"], &["test/truncated", "true"]);
+        out.expect_code(125);
+        assert!(
+            out.stderr.contains("truncated") || out.stderr.contains("corrupt"),
+            "{out}"
+        );
+        assert_eq!(
+            images
+                .layers()
+                .iter()
+                .filter(|l| !l.starts_with('.'))
+                .count(),
+            0,
+            "a partial layer was kept"
+        );
+    }
+
+    /// A manifest that names a blob the layout lacks: `import` refuses it.
+    #[test]
+    fn a_manifest_naming_a_missing_blob_is_refused() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let layout = users::dir_owned_by(images.owner.0, images.owner.1, 0o755);
+        oci::write_layout(layout.path(), &[base.clone()], json!({}));
+        let gone = oci::digest(&oci::gzip(&base));
+        let blob = layout
+            .path()
+            .join("blobs/sha256")
+            .join(gone.trim_start_matches("sha256:"));
+        std::fs::remove_file(&blob).expect("remove the layer blob");
+        let out = images.command(&[
+            "import",
+            layout.path().to_str().expect("UTF-8"),
+            "test/missing",
+        ]);
+        out.expect_code(125);
+        assert!(
+            out.stderr.contains(&gone[7..19]),
+            "the error should name the blob\n{out}"
+        );
     }
 
     #[test]
