@@ -950,7 +950,7 @@ mod hostile_layers {
         let base = need!(busybox_layer());
         let _leaks = LeakCheck::start();
         let layout = users::dir_owned_by(images.owner.0, images.owner.1, 0o755);
-        oci::write_layout(layout.path(), &[base.clone()], json!({}));
+        oci::write_layout(layout.path(), std::slice::from_ref(&base), json!({}));
         let gone = oci::digest(&oci::gzip(&base));
         let blob = layout
             .path()
