@@ -395,6 +395,41 @@ mod layers {
         assert_eq!(layers.len(), 3, "base, one and two: {layers:?}");
     }
 
+    /// `rmi` of an image a container runs: the name goes, the layers stay while the
+    /// container uses them (its lease), and the container goes on reading them.
+    #[test]
+    fn rmi_never_takes_the_layers_of_a_running_container() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let mine = oci::layer(&[Entry::File("mine", "still here\n")]);
+        images.import("test/running", &[base, mine], json!({}));
+        let mut running = images
+            .stage
+            .run()
+            .arg("--rm")
+            .cmd([
+                "test/running",
+                "sh",
+                "-c",
+                "echo ready; read line; cat /mine",
+            ])
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        let layers = images.layers();
+        let removed = images.command(&["rmi", "test/running"]);
+        removed.expect_success();
+        assert_eq!(
+            images.layers(),
+            layers,
+            "rmi removed a layer a container runs on\n{removed}"
+        );
+        running.write_stdin(b"\n");
+        let out = running.wait();
+        out.expect_success();
+        assert_eq!(out.stdout, "ready\nstill here\n", "{out}");
+    }
+
     /// `rmi` drops the image and the layers no other image uses.
     #[test]
     fn rmi_removes_what_no_image_uses() {
