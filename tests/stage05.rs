@@ -709,6 +709,16 @@ mod overlay_options {
 mod verify_digest {
     use super::*;
 
+    /// The largest blob of the layout at `dir`: its layer.
+    fn largest_blob(dir: &Path) -> PathBuf {
+        let blobs = dir.join("blobs/sha256");
+        names(&blobs)
+            .into_iter()
+            .map(|name| blobs.join(name))
+            .max_by_key(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+            .expect("a layer blob")
+    }
+
     /// A layer blob whose bytes are not those its digest names: `import` refuses it.
     #[test]
     fn a_tampered_layer_is_refused() {
@@ -717,13 +727,8 @@ mod verify_digest {
         let _leaks = LeakCheck::start();
         let layout = users::dir_owned_by(images.owner.0, images.owner.1, 0o755);
         oci::write_layout(layout.path(), &[base], json!({}));
-        let blobs = layout.path().join("blobs/sha256");
-        // The largest blob is the layer: flip one byte in it, keep its name.
-        let layer = names(&blobs)
-            .into_iter()
-            .map(|name| blobs.join(name))
-            .max_by_key(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
-            .expect("a layer blob");
+        // Flip one byte of the layer, keep its name.
+        let layer = largest_blob(layout.path());
         let mut bytes = std::fs::read(&layer).expect("the layer");
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
@@ -750,12 +755,7 @@ mod verify_digest {
         let _leaks = LeakCheck::start();
         let layout = users::dir_owned_by(images.owner.0, images.owner.1, 0o755);
         oci::write_layout(layout.path(), &[base], json!({}));
-        let blobs = layout.path().join("blobs/sha256");
-        let layer = names(&blobs)
-            .into_iter()
-            .map(|name| blobs.join(name))
-            .max_by_key(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
-            .expect("a layer blob");
+        let layer = largest_blob(layout.path());
         let bytes = std::fs::read(&layer).expect("the layer");
         std::fs::write(&layer, &bytes[..bytes.len() / 2]).expect("the truncated layer");
         let out = images.command(&[

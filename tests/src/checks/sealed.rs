@@ -90,26 +90,7 @@ pub fn runtime_runs_from_a_sealed_copy(runtime: &Runtime) {
 /// `runtime` runs `binary` from a read-only bind mount of its directory, made in a
 /// mount namespace of its own (see [`read_only_wrapper`]), in an armed rootfs.
 pub fn binary_on_a_read_only_mount_is_not_copied(runtime: &Runtime, binary: &Path) {
-    let before = std::fs::read(binary).expect("reading the runtime's binary");
-    let meta = std::fs::metadata(binary).expect("stat of the runtime's binary");
-    let marker = Marker::new();
-    let mut running = runtime.run().cmd([EVIL, marker.token()]).spawn();
-    let exe = running.read_line();
-    assert_eq!(running.read_line(), "armed");
-    running.signal(Signal::SIGKILL);
-    let verdict = running.read_line();
-    let out = running.wait();
-    marker.assert_none_left();
-    assert_eq!(
-        exe,
-        format!("exe {} {}", meta.dev(), meta.ino()),
-        "a binary on a read-only mount needs no sealed copy\n{out}"
-    );
-    assert_eq!(
-        verdict, "denied 30",
-        "the write should fail with EROFS\n{out}"
-    );
-    assert!(before == std::fs::read(binary).expect("reading the binary"));
+    uncopied_binary_refuses_the_write(runtime, binary, "denied 30", "EROFS");
 }
 
 /// A user running a binary that root owns and only root may write (installed in
@@ -119,29 +100,33 @@ pub fn binary_on_a_read_only_mount_is_not_copied(runtime: &Runtime, binary: &Pat
 ///
 /// `runtime` runs `binary`, root's and mode 0755, as a user, in an armed rootfs.
 pub fn roots_binary_run_by_a_user_is_not_copied(runtime: &Runtime, binary: &Path) {
-    let before = std::fs::read(binary).expect("reading the runtime's binary");
     let meta = std::fs::metadata(binary).expect("stat of the runtime's binary");
     assert!(
         meta.uid() == 0 && meta.mode() & 0o022 == 0,
         "{binary:?} must be root's, 0755"
     );
+    uncopied_binary_refuses_the_write(runtime, binary, "denied 13", "EACCES");
+}
+
+/// The attack on a runtime that runs from its file: the attacker sees that file, and
+/// its write fails with `verdict` (`errno`, for messages); the file is unchanged.
+fn uncopied_binary_refuses_the_write(runtime: &Runtime, binary: &Path, verdict: &str, errno: &str) {
+    let before = std::fs::read(binary).expect("reading the runtime's binary");
+    let meta = std::fs::metadata(binary).expect("stat of the runtime's binary");
     let marker = Marker::new();
     let mut running = runtime.run().cmd([EVIL, marker.token()]).spawn();
     let exe = running.read_line();
     assert_eq!(running.read_line(), "armed");
     running.signal(Signal::SIGKILL);
-    let verdict = running.read_line();
+    let said = running.read_line();
     let out = running.wait();
     marker.assert_none_left();
     assert_eq!(
         exe,
         format!("exe {} {}", meta.dev(), meta.ino()),
-        "a binary that no id of a user's container may write needs no sealed copy\n{out}"
+        "this runtime needs no sealed copy\n{out}"
     );
-    assert_eq!(
-        verdict, "denied 13",
-        "the write should fail with EACCES\n{out}"
-    );
+    assert_eq!(said, verdict, "the write should fail with {errno}\n{out}");
     assert!(before == std::fs::read(binary).expect("reading the binary"));
 }
 
