@@ -79,12 +79,16 @@ pub fn run(runs: usize) -> Result<()> {
              rootless parts, and part 2 unpacks as root; run it with sudo"
         );
     }
-    cmd::run(workspace::cargo().current_dir(workspace::root()).args([
-        "build",
-        "--release",
-        "--package",
-        HELPER,
-    ]))?;
+    // The helper together with the stages that Setup builds next: one build, whose
+    // artifacts Setup's then finds made.
+    let mut build = workspace::cargo();
+    build
+        .current_dir(workspace::root())
+        .args(["build", "--release", "--package", HELPER]);
+    for package in START_UP.iter().filter_map(|c| c.package) {
+        build.args(["--package", package]);
+    }
+    cmd::run(&mut build)?;
     let helper = workspace::target_dir().join("release").join(HELPER);
     let setup = Setup::new(START_UP, false)?;
     let user = setup.user.as_ref().context("the bench user was not made")?;
