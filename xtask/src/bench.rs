@@ -23,19 +23,19 @@ use crate::workspace;
 use crate::{bundle, rootfs};
 
 /// Rounds run and thrown away before measuring.
-const WARM_UP: usize = 3;
+pub(crate) const WARM_UP: usize = 3;
 
 /// Who runs a command: root, or the ordinary user made for the rootless comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum As {
+pub(crate) enum As {
     Root,
     User,
 }
 
 /// One command of the comparison.
 #[derive(Debug)]
-struct Contender {
-    name: &'static str,
+pub(crate) struct Contender {
+    pub(crate) name: &'static str,
     /// The command line, split at spaces; `{rootfs}` is the busybox rootfs,
     /// `{release}` the directory of the workspace's release binaries (root's, mode
     /// 0755: what an installation in /usr/local/bin gives), `{owned}` copies of them
@@ -45,15 +45,15 @@ struct Contender {
     /// re-execute themselves: the difference is what that costs), `{uid}` the uid of the user it
     /// runs as, `{bundle}` an OCI bundle of the rootfs (root's or the user's) and
     /// `{state}` a state directory for crun and runc.
-    line: &'static str,
+    pub(crate) line: &'static str,
     /// The workspace package to build in release mode first, if any.
-    package: Option<&'static str>,
-    runs_as: As,
+    pub(crate) package: Option<&'static str>,
+    pub(crate) runs_as: As,
 }
 
 /// The name of the unprivileged user the rootless group runs as; it is created for
 /// the benchmark (with subordinate ids, as `useradd` gives them) and removed after.
-const BENCH_USER: &str = "keel-bench";
+pub(crate) const BENCH_USER: &str = "keel-bench";
 
 /// The rootless rows both tables share.
 const STAGE03: Contender = Contender {
@@ -208,7 +208,7 @@ pub(crate) struct Places {
 
 impl Contender {
     /// The command, its placeholders filled in, run as `user` when it is rootless.
-    fn command(&self, places: &Places, user: Option<(u32, u32)>) -> Command {
+    pub(crate) fn command(&self, places: &Places, user: Option<(u32, u32)>) -> Command {
         let uid = user.map_or(0, |(uid, _)| uid).to_string();
         let which = usize::from(self.runs_as == As::User);
         let mut argv = self.line.split_whitespace().map(|word| match word {
@@ -256,9 +256,9 @@ impl Contender {
 
 /// One run's cost: wall time, and CPU time of the whole process tree.
 #[derive(Debug, Clone, Copy)]
-struct Cost {
-    wall: Duration,
-    cpu: Duration,
+pub(crate) struct Cost {
+    pub(crate) wall: Duration,
+    pub(crate) cpu: Duration,
 }
 
 /// Runs the comparison, `runs` times each.
@@ -286,7 +286,7 @@ pub(crate) struct Setup {
 impl Setup {
     /// Builds what `contenders` need (with the static probe in the rootfs when
     /// `probe`), copies it where the bench user can read it, and makes the user.
-    fn new(contenders: &'static [Contender], probe: bool) -> Result<Self> {
+    pub(crate) fn new(contenders: &'static [Contender], probe: bool) -> Result<Self> {
         let mut chosen = Vec::new();
         for contender in contenders {
             match contender.unavailable() {
@@ -387,7 +387,7 @@ impl Setup {
             .iter()
             .map(|c| c.command(&self.places, ids))
             .collect();
-        let width = name_width(chosen);
+        let width = name_width(chosen.iter().map(|c| c.name));
         for (contender, command) in chosen.iter().zip(&commands) {
             println!("{:<width$} {}", contender.name, cmd::describe(command));
         }
@@ -401,18 +401,18 @@ impl Setup {
             }
         }
         for group in [As::Root, As::User] {
-            let (members, group_costs): (Vec<&Contender>, Vec<Vec<Cost>>) = chosen
+            let (members, group_costs): (Vec<&str>, Vec<Vec<Cost>>) = chosen
                 .iter()
                 .zip(&costs)
                 .filter(|(c, _)| c.runs_as == group)
-                .map(|(c, costs)| (*c, costs.clone()))
+                .map(|(c, costs)| (c.name, costs.clone()))
                 .unzip();
             if !members.is_empty() {
                 let who = match group {
                     As::Root => "as root".to_owned(),
                     As::User => format!("rootless, as the user {BENCH_USER}"),
                 };
-                report(&who, &members, &group_costs, runs, baseline);
+                report(&who, &members, &group_costs, WARM_UP, baseline);
             }
         }
         Ok(())
@@ -505,7 +505,7 @@ impl Drop for BenchUser {
 }
 
 /// One run's wall and CPU time; fails with the command's stderr if it fails.
-fn measure(command: &mut Command) -> Result<Cost> {
+pub(crate) fn measure(command: &mut Command) -> Result<Cost> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -535,7 +535,16 @@ fn children_cpu() -> Result<Duration> {
     Ok(tv(usage.user_time()) + tv(usage.system_time()))
 }
 
-fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize, baseline: &str) {
+/// Prints one table: a row per name with its costs' median, p10 and p90 (and the CPU
+/// time's median), each compared with the first row whose name starts with `baseline`.
+pub(crate) fn report(
+    who: &str,
+    names: &[&str],
+    costs: &[Vec<Cost>],
+    warm_up: usize,
+    baseline: &str,
+) {
+    let runs = costs.first().map_or(0, Vec::len);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let sorted = |pick: fn(&Cost) -> Duration| -> Vec<Vec<Duration>> {
         costs
@@ -548,14 +557,15 @@ fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize, ba
             .collect()
     };
     let (walls, cpus) = (sorted(|c| c.wall), sorted(|c| c.cpu));
-    let baseline = chosen
+    let baseline = names
         .iter()
-        .position(|c| c.name.starts_with(baseline))
-        .map(|i| (chosen[i].name, ms(percentile(&walls[i], 50.0))));
+        .position(|name| name.starts_with(baseline))
+        .map(|i| (names[i], ms(percentile(&walls[i], 50.0))));
+    let rounds = if warm_up == 1 { "round" } else { "rounds" };
     println!(
-        "\n{who}: {runs} runs each, taking turns, after {WARM_UP} warm-up rounds; times in ms"
+        "\n{who}: {runs} runs each, taking turns, after {warm_up} warm-up {rounds}; times in ms"
     );
-    let width = name_width(chosen);
+    let width = name_width(names.iter().copied());
     println!(
         "{:<width$} {:>8} {:>8} {:>8} {:>9}  vs {}",
         "command",
@@ -565,12 +575,12 @@ fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize, ba
         "cpu med",
         baseline.map_or("-", |b| b.0)
     );
-    for (i, contender) in chosen.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         let median = ms(percentile(&walls[i], 50.0));
         let ratio = baseline.map_or("-".to_owned(), |(_, base)| format!("{:.2}x", median / base));
         println!(
             "{:<width$} {median:>8.2} {:>8.2} {:>8.2} {:>9.2}  {ratio}",
-            contender.name,
+            name,
             ms(percentile(&walls[i], 10.0)),
             ms(percentile(&walls[i], 90.0)),
             ms(percentile(&cpus[i], 50.0)),
@@ -579,7 +589,7 @@ fn report(who: &str, chosen: &[&Contender], costs: &[Vec<Cost>], runs: usize, ba
 }
 
 /// The `p`th percentile of sorted `values`, interpolating between neighbours.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let Some(last) = sorted.len().checked_sub(1) else {
         return Duration::ZERO;
     };
@@ -590,10 +600,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// The width of the name column: the longest name.
-fn name_width(chosen: &[&Contender]) -> usize {
-    chosen
-        .iter()
-        .map(|c| c.name.len())
+pub(crate) fn name_width<'a>(names: impl IntoIterator<Item = &'a str>) -> usize {
+    names
+        .into_iter()
+        .map(str::len)
         .max()
         .unwrap_or(0)
         .max("command".len())

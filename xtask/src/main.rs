@@ -4,6 +4,7 @@
 //! and what CI runs is `cargo xtask test`, the same command a developer types.
 
 mod bench;
+mod bench_image;
 mod bench_net;
 mod book;
 mod bundle;
@@ -77,13 +78,15 @@ enum Task {
         chapters: Vec<String>,
     },
     /// Time starting a container against unshare, bwrap, crun and runc; with `net`,
-    /// stage 4's start-up and the throughput of its port drivers.
+    /// stage 4's start-up and the throughput of its port drivers; with `image`, stage
+    /// 5's pull, unpacking and start-up against skopeo, umoci and tar.
     Bench {
-        /// What to measure: start-up (the default), or `net`.
+        /// What to measure: start-up (the default), `net` or `image`.
         what: Option<BenchWhat>,
-        /// Measured runs of each command.
-        #[arg(long, default_value_t = 50)]
-        runs: usize,
+        /// Measured runs of each command [default: 50; 5 with `image`, whose start-up
+        /// part runs ten times as many].
+        #[arg(long)]
+        runs: Option<usize>,
         /// With `net`: MiB moved each way per measurement.
         #[arg(long, default_value_t = 1024)]
         mib: u64,
@@ -95,6 +98,18 @@ enum Task {
 enum BenchWhat {
     /// Stage 4: start-up with each network, and throughput through published ports.
     Net,
+    /// Stage 5: pull + unpack of a 100+ MB image from a registry on loopback, one
+    /// layer's unpacking, and the start-up an image's overlay costs.
+    Image,
+}
+
+/// Runs of each command when `--runs` is not given: pulling a 100+ MB image takes
+/// seconds, starting a container milliseconds.
+fn default_runs(what: Option<BenchWhat>) -> usize {
+    match what {
+        None | Some(BenchWhat::Net) => 50,
+        Some(BenchWhat::Image) => 5,
+    }
 }
 
 fn run(task: Task) -> Result<ExitCode> {
@@ -114,14 +129,14 @@ fn run(task: Task) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Task::Bench {
-            what: None, runs, ..
-        } => bench::run(runs)?,
-        Task::Bench {
-            what: Some(BenchWhat::Net),
-            runs,
-            mib,
-        } => bench::run_net(runs, mib)?,
+        Task::Bench { what, runs, mib } => {
+            let runs = runs.unwrap_or_else(|| default_runs(what));
+            match what {
+                None => bench::run(runs)?,
+                Some(BenchWhat::Net) => bench::run_net(runs, mib)?,
+                Some(BenchWhat::Image) => bench_image::run(runs)?,
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,7 @@ pub const PACKAGES: &[&str] = &[
     "docker-registry", // stage 5: a real registry on loopback
     "skopeo",          // stage 5: images pushed to it, and the benchmark's reference
     "umoci",           // stage 5: the benchmark's reference unpacker
+    "tar",             // stage 5: GNU tar, the benchmark's reference for one layer
     "openssl",         // stage 5: the token server's key and certificate
 ];
 
