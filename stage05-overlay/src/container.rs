@@ -9,7 +9,7 @@
 
 use std::fs::{self, DirBuilder};
 use std::io::Read;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -76,9 +76,27 @@ impl Container {
         self.dir.join("root")
     }
 
-    /// Removes the whole directory. Rootless, the files container root made belong to
-    /// subordinate ids: call it as the containers' root ([`crate::userns`]).
+    /// Removes the whole directory. Overlay leaves `work/work` (and, `volatile`,
+    /// `work/incompat/volatile`) with mode 000: as their
+    /// owner we may open it up first. Rootless, what container root made as another
+    /// user belongs to subordinate ids: if that is in the way, call it again as the
+    /// containers' root ([`crate::userns`]).
     pub fn remove(&self) -> Result<()> {
+        open_up(&self.work());
         fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
+    }
+}
+
+/// Gives the directories below `dir` that we own mode 0700, so that they can be
+/// listed and emptied (overlay makes its own with mode 000).
+fn open_up(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+            open_up(&entry.path());
+        }
     }
 }

@@ -215,7 +215,10 @@ impl Overlay {
             .map(|dir| option_path(dir))
             .collect::<Result<Vec<_>>>()?;
         let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-        let appended = overlay_options(&lowers, &upper, &work, self.rootless);
+        // A container removed when it exits needs no sync of what it wrote: unmounting
+        // an overlay otherwise syncs the whole filesystem of its upper directory.
+        let volatile = self.options.remove;
+        let appended = overlay_options(&lowers, &upper, &work, self.rootless, volatile);
         let (opened, listed);
         let overlay = match newmount::filesystem("overlay", &appended, attrs) {
             Ok(overlay) => overlay,
@@ -232,7 +235,7 @@ impl Overlay {
                     .map(|at| format!("/proc/self/fd/{}", at.as_fd().as_raw_fd()))
                     .collect::<Vec<_>>()
                     .join(":");
-                let rest = overlay_options(&[], &upper, &work, self.rootless);
+                let rest = overlay_options(&[], &upper, &work, self.rootless, volatile);
                 listed = format!("lowerdir={list},{rest}");
                 newmount::filesystem("overlay", &listed, attrs)?
             }
@@ -271,10 +274,17 @@ impl Overlay {
 }
 
 /// The options of an overlay of `lowers` (top first) under `upper`, with `work` as
-/// overlay's scratch directory; `rootless` when a user namespace's root mounts it.
-pub fn overlay_options(lowers: &[String], upper: &str, work: &str, rootless: bool) -> String {
+/// overlay's scratch directory; `rootless` when a user namespace's root mounts it;
+/// `volatile` for a container removed when it exits (`--rm`).
+pub fn overlay_options(
+    lowers: &[String],
+    upper: &str,
+    work: &str,
+    rootless: bool,
+    volatile: bool,
+) -> String {
     // ANCHOR: overlay_options
-    // EXERCISE: one "lowerdir+=DIR" per layer, top first (Linux 6.8: fsconfig(2) takes a value of at most 256 bytes, too short for a whole list), then "upperdir=UPPER" and "workdir=WORK", and "userxattr" when rootless (overlay's own notes as user.overlay.* attributes, the only ones a user namespace's root may write), all joined by commas
+    // EXERCISE: one "lowerdir+=DIR" per layer, top first (Linux 6.8: fsconfig(2) takes a value of at most 256 bytes, too short for a whole list), then "upperdir=UPPER" and "workdir=WORK", "userxattr" when rootless (overlay's own notes as user.overlay.* attributes, the only ones a user namespace's root may write), and "volatile" when volatile (no sync of the upper directory, which is thrown away anyway), all joined by commas
     let mut options: Vec<String> = lowers
         .iter()
         .map(|dir| format!("lowerdir+={dir}"))
@@ -283,6 +293,9 @@ pub fn overlay_options(lowers: &[String], upper: &str, work: &str, rootless: boo
     options.push(format!("workdir={work}"));
     if rootless {
         options.push("userxattr".to_owned());
+    }
+    if volatile {
+        options.push("volatile".to_owned());
     }
     options.join(",")
     // ANCHOR_END: overlay_options

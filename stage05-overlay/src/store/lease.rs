@@ -68,7 +68,9 @@ impl Lease {
             text += &format!("layer {layer}\n");
         }
         let _lock = self.store.lock()?;
-        self.store.write_atomic(&self.path, text.as_bytes())
+        // Whole for every reader, but not flushed: after a power cut its owner is dead
+        // and the lease means nothing.
+        self.store.write_replacing(&self.path, text.as_bytes())
     }
 
     /// The lease file.

@@ -91,6 +91,20 @@ impl Store {
         staged.put(dest)
     }
 
+    /// Replaces `dest` with `bytes` atomically for every reader, but without flushing
+    /// anything to disk: for what means nothing after a power cut, such as a lease,
+    /// whose owner is dead by then. Two flushes fewer is milliseconds fewer per run.
+    pub(crate) fn write_replacing(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let (mut staged, mut file) = self.staged_file()?;
+        file.write_all(bytes)
+            .with_context(|| format!("writing {}", staged.path().display()))?;
+        drop(file);
+        fs::rename(&staged.path, dest)
+            .with_context(|| format!("renaming {} to {}", staged.path.display(), dest.display()))?;
+        staged.done = true;
+        Ok(())
+    }
+
     /// Removes from `tmp/` what processes that are gone left there. What cannot be
     /// removed stays (a tree with entries owned by ids of a user namespace may need to
     /// be removed from inside it), and is returned.
