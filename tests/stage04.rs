@@ -657,12 +657,12 @@ mod etc_files {
         let user = need!(users::with_ranges());
         let rootfs = need!(users::private_rootfs(user));
         let etc = rootfs.path().join("etc");
-        for name in ["hosts", "hostname", "resolv.conf"] {
+        let names = ["hosts", "hostname", "resolv.conf"];
+        for name in names {
             let _ = std::fs::remove_file(etc.join(name));
         }
         let net = need!(Net::with_rootfs(user, rootfs.path()));
         let _leaks = LeakCheck::start();
-        let names = ["hosts", "hostname", "resolv.conf"];
         let there = || names.map(|name| etc.join(name).exists());
         net.stage
             .run()

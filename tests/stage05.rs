@@ -865,6 +865,24 @@ mod user {
         assert_eq!(root.stdout, "0\n", "{root}");
     }
 
+    /// The image's `etc` is a symlink to the host's `/etc`: `-u daemon` (a user of the
+    /// host's /etc/passwd, not of the image) must not be found through it.
+    #[test]
+    fn users_are_not_looked_up_through_a_symlink_to_the_hosts_etc() {
+        let images = need!(Images::rootless());
+        let base = need!(busybox_layer());
+        let _leaks = LeakCheck::start();
+        let link = oci::layer(&[Entry::Symlink("etc", "/etc")]);
+        images.import("test/etc-link", &[base, link], json!({}));
+        let out = images.run(&["--rm", "-u", "daemon"], &["test/etc-link", "true"]);
+        out.expect_code(125);
+        assert!(
+            out.stderr
+                .contains("no user \"daemon\" in the image's /etc/passwd"),
+            "the host's /etc/passwd was read through the image's symlink\n{out}"
+        );
+    }
+
     /// An unknown user: refused before anything starts, and no container is left.
     #[test]
     fn an_unknown_user_is_refused() {
