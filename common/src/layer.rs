@@ -131,6 +131,9 @@ pub struct Cleanup {
     /// Whether the command was started (`execve` succeeded). A layer that changed
     /// something on the host only for a run that then failed puts it back.
     pub started: bool,
+    /// The command's exit code, once it ran and ended (`128 + N` when signal N killed
+    /// it): a layer may explain it (stage 6 says when its memory limit was the killer).
+    pub code: Option<i32>,
 }
 
 // ANCHOR: layer_trait

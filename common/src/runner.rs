@@ -50,6 +50,7 @@ pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
     let mut cleanup = Cleanup {
         pid: None,
         started: false,
+        code: None,
     };
     let result = start_and_wait(
         &mut process,
@@ -164,6 +165,7 @@ fn start_and_wait(
     };
     outcome.started = true;
     let code = supervisor.supervise(pid, terminal, process.interactive);
+    outcome.code = code.as_ref().ok().copied();
     if code.is_err() {
         // Supervising failed before the child exited (a signalfd refused, say): it
         // must not outlive us either.

@@ -1,0 +1,425 @@
+//! Graders of stage 6 (`stage06-cgroups`): stage 5 plus cgroups. `--memory`,
+//! `--pids-limit` and `--cpus` put the container in a cgroup of its own, limited; the
+//! container sees that cgroup as its root, read-only.
+//!
+//! This machine's cgroups are v1 (memory, pids, cpu, cpuacct mounted under
+//! /sys/fs/cgroup); the cgroups the machine put the tests in are not touched. Each
+//! grader gives the runtime a parent cgroup of its own (`--cgroup-parent`) and checks
+//! at its end that nothing is left in it, then removes it. The limits are read from the
+//! cgroup's own files and counters (`pids.max`, `cpu.stat`, `memory.oom_control`), not
+//! from wall time.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use keel_graders::runtime::RunAs;
+use keel_graders::users;
+use keel_graders::{LeakCheck, Output, Runtime, Skip, need};
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+const NAME: &str = "stage06-cgroups";
+
+/// The v1 hierarchies the runtime makes a cgroup in (blkio only for a weight).
+const HIERARCHIES: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "blkio"];
+
+/// The twin binary, copied where the test users can execute it.
+fn binary() -> PathBuf {
+    users::accessible_copy(Path::new(env!("CARGO_BIN_EXE_keel-stage06")))
+}
+
+/// The stage run by one user, with a store and a parent cgroup of its own.
+struct Limited {
+    stage: Runtime,
+    _store: TempDir,
+    parent: Parent,
+}
+
+/// A parent cgroup of the grader's own, in every v1 hierarchy: the runtime makes it,
+/// the grader checks that it is empty at the end and removes it.
+struct Parent(String);
+
+impl Parent {
+    fn new() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        Parent(format!(
+            "keel-graders-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// The container cgroups left in it, in every hierarchy.
+    fn children(&self) -> Vec<PathBuf> {
+        HIERARCHIES
+            .iter()
+            .flat_map(|h| subdirs(&Path::new("/sys/fs/cgroup").join(h).join(&self.0)))
+            .collect()
+    }
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        let left = self.children();
+        for hierarchy in HIERARCHIES {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(hierarchy).join(&self.0));
+        }
+        if !std::thread::panicking() {
+            assert!(left.is_empty(), "cgroups left behind: {left:?}");
+        }
+    }
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Limited {
+    /// As root, on this machine's v1 hierarchies.
+    fn root() -> Result<Self, Skip> {
+        users::require_root()?;
+        for hierarchy in &HIERARCHIES[..4] {
+            let path = Path::new("/sys/fs/cgroup").join(hierarchy);
+            if !path.join("cgroup.procs").exists() {
+                return Err(Skip(format!(
+                    "{} is not a cgroup v1 hierarchy: these graders need v1's {hierarchy} \
+                     (the v2 ones run in a VM)",
+                    path.display()
+                )));
+            }
+        }
+        let store = tempfile::tempdir().expect("a store directory");
+        let env = [
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+            ("HOME", OsString::from("/root")),
+            ("KEEL_STORE", store.path().join("store").into()),
+        ];
+        let run_as = RunAs {
+            name: "root".into(),
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            env: env.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+        };
+        let parent = Parent::new();
+        Ok(Self {
+            stage: Runtime::new(NAME, binary())
+                .as_user(run_as)
+                .with_options(["--cgroup-parent", &parent.0]),
+            _store: store,
+            parent,
+        })
+    }
+
+    /// As the test user with subordinate ids.
+    fn rootless() -> Result<Self, Skip> {
+        let user = users::with_ranges()?;
+        let store = users::dir_owned_by(user.uid, user.gid, 0o700);
+        let mut run_as = user.run_as();
+        run_as
+            .env
+            .push(("KEEL_STORE".into(), store.path().join("store").into()));
+        let parent = Parent::new();
+        Ok(Self {
+            stage: Runtime::new(NAME, binary())
+                .as_user(run_as)
+                .with_options(["--cgroup-parent", &parent.0]),
+            _store: store,
+            parent,
+        })
+    }
+
+    /// `run --rm OPTIONS busybox sh -c SCRIPT`.
+    fn sh(&self, options: &[&str], script: &str) -> Output {
+        self.stage
+            .run()
+            .arg("--rm")
+            .args(options)
+            .cmd(["busybox", "sh", "-c", script])
+            .output()
+    }
+}
+
+/// The OOM killer ends a memory hog, and the runtime says why.
+mod memory {
+    use super::*;
+
+    /// A shell that keeps 100 MiB in a variable: PID 1 itself goes over the limit.
+    const HOG: &str = "x=$(head -c 100m /dev/zero | tr '\\0' a); echo survived";
+
+    #[test]
+    fn a_hog_is_oom_killed_with_exit_137_and_a_message() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let out = limited.sh(&["--memory", "32m", "--memory-swap", "32m"], HOG);
+        out.expect_code(137);
+        assert!(!out.stdout.contains("survived"), "{out}");
+        assert!(
+            out.stderr.contains("memory limit (32MiB)") && out.stderr.contains("OOM killer"),
+            "the runtime should say the memory limit killed it\n{out}"
+        );
+        assert!(limited.parent.children().is_empty(), "{out}");
+    }
+
+    /// The same hog runs to its end without a limit: the kill above is the limit's.
+    #[test]
+    fn without_a_limit_the_hog_survives() {
+        let limited = need!(Limited::root());
+        let out = limited.sh(&[], HOG);
+        out.expect_success();
+        assert_eq!(out.stdout, "survived\n", "{out}");
+        assert!(!out.stderr.contains("OOM"), "{out}");
+    }
+
+    /// The container reads its own limit where a program looks for it.
+    #[test]
+    fn the_container_sees_its_limit() {
+        let limited = need!(Limited::root());
+        let out = limited.sh(
+            &["--memory", "48m"],
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        );
+        out.expect_success();
+        assert_eq!(out.stdout.trim(), (48u64 << 20).to_string(), "{out}");
+    }
+}
+
+/// `--pids-limit`: a fork loop stops at the limit.
+mod pids {
+    use super::*;
+
+    #[test]
+    fn a_fork_loop_stops_at_the_limit() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        // A child shell starts sixty sleepers, and dies at the first fork refused
+        // (busybox's sh gives up on "can't fork"). PID 1 then counts the processes
+        // of its PID namespace with builtins only (a glob, `set`, `echo`: no fork is
+        // left), kills them, and reads the limit.
+        let out = limited.sh(
+            &["--pids-limit", "20"],
+            "sh -c 'for i in $(seq 60); do sleep 30 & done' 2>/dev/null; \
+             set -- /proc/[0-9]*; echo $#; kill -9 -1; wait; \
+             cat /sys/fs/cgroup/pids/pids.max",
+        );
+        out.expect_success();
+        let lines = out.lines();
+        assert_eq!(lines.get(1), Some(&"20"), "{out}");
+        let count: u32 = lines.first().and_then(|l| l.parse().ok()).expect("a count");
+        assert!(
+            (10..=20).contains(&count),
+            "expected at most 20 processes (and most of them started), found {count}\n{out}"
+        );
+        // The host is unaffected: it forks as before.
+        assert!(
+            std::process::Command::new("true")
+                .status()
+                .is_ok_and(|s| s.success())
+        );
+    }
+}
+
+/// `--cpus`: the kernel throttles the container, as its own accounting shows.
+mod cpu {
+    use super::*;
+
+    #[test]
+    fn a_busy_loop_is_throttled() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let out = limited.sh(
+            &["--cpus", "0.2"],
+            "timeout 1 sh -c 'while :; do :; done'; \
+             cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.stat",
+        );
+        out.expect_success();
+        assert_eq!(out.lines().first(), Some(&"20000"), "{out}");
+        let throttled: u64 = out
+            .lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .and_then(|n| n.parse().ok())
+            .expect("cpu.stat's nr_throttled");
+        assert!(throttled > 0, "the busy loop was never throttled\n{out}");
+    }
+}
+
+/// The container's view: a cgroup namespace, and /sys/fs/cgroup read-only.
+mod view {
+    use super::*;
+
+    #[test]
+    fn its_cgroup_is_its_root() {
+        let limited = need!(Limited::root());
+        let out = limited.sh(&["--memory", "64m"], "cat /proc/self/cgroup");
+        out.expect_success();
+        for line in out.lines() {
+            assert!(
+                line.ends_with(":/"),
+                "a host cgroup path shows: {line}\n{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn its_limits_cannot_be_raised_from_inside() {
+        let limited = need!(Limited::root());
+        let file = "/sys/fs/cgroup/memory/memory.limit_in_bytes";
+        let out = limited.sh(
+            &["--memory", "64m"],
+            &format!("echo 1073741824 > {file}; cat {file}"),
+        );
+        assert!(out.stderr.contains("Read-only file system"), "{out}");
+        assert_eq!(out.stdout.trim(), (64u64 << 20).to_string(), "{out}");
+    }
+}
+
+/// Nothing is left: after an exit, a failed start, or a runtime killed by SIGKILL.
+mod cleanup {
+    use super::*;
+
+    #[test]
+    fn nothing_is_left_after_a_command_that_is_not_found() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let out = limited
+            .stage
+            .run()
+            .args(["--rm", "--memory", "32m"])
+            .cmd(["busybox", "no-such-command"])
+            .output();
+        out.expect_code(127);
+        assert!(limited.parent.children().is_empty(), "{out}");
+    }
+
+    #[test]
+    fn a_refused_limit_stops_the_run_and_leaves_nothing() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        // A kernel that accounts swap takes --memory-swap; the BFQ weight needs a
+        // scheduler this machine's disks do not use: the write is refused.
+        let out = limited.sh(&["--blkio-weight", "500"], "echo started");
+        if out.code == 0 {
+            return; // a machine whose disks take weights: nothing refused here
+        }
+        out.expect_code(125);
+        assert!(!out.stdout.contains("started"), "{out}");
+        assert!(out.stderr.contains("--blkio-weight"), "{out}");
+        assert!(limited.parent.children().is_empty(), "{out}");
+    }
+
+    #[test]
+    fn a_killed_runtime_leaves_a_cgroup_the_next_run_removes() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let mut running = limited
+            .stage
+            .run()
+            .args(["--rm", "--memory", "32m"])
+            .cmd(["busybox", "sh", "-c", "echo ready; exec sleep 60"])
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        running.signal(Signal::SIGKILL);
+        let killed = running.wait();
+        assert_eq!(killed.code, 128 + 9, "{killed}");
+        let left = limited.parent.children();
+        assert!(
+            !left.is_empty(),
+            "the killed runtime could not remove its cgroup, yet none is there"
+        );
+        let next = limited.sh(&[], "true");
+        next.expect_success();
+        let still = limited.parent.children();
+        assert!(
+            still.is_empty(),
+            "left behind after the next run: {still:?}\n{next}"
+        );
+    }
+}
+
+/// Rootless on cgroup v1: no cgroup can be delegated to a user.
+mod rootless {
+    use super::*;
+
+    #[test]
+    fn without_limits_it_runs() {
+        let limited = need!(Limited::rootless());
+        let _leaks = LeakCheck::start();
+        let out = limited.sh(&[], "echo hi");
+        out.expect_success();
+        assert_eq!(out.stdout, "hi\n", "{out}");
+    }
+
+    #[test]
+    fn limits_asked_for_fail_with_the_fix() {
+        let limited = need!(Limited::rootless());
+        let _leaks = LeakCheck::start();
+        let out = limited.sh(&["--memory", "32m"], "echo started");
+        out.expect_code(125);
+        assert!(!out.stdout.contains("started"), "{out}");
+        assert!(
+            out.stderr.contains("cannot be delegated") && out.stderr.contains("run as root"),
+            "{out}"
+        );
+        assert!(limited.parent.children().is_empty(), "{out}");
+    }
+}
+
+/// Bad input: a clear error, exit 125, nothing made.
+mod bad_input {
+    use super::*;
+
+    fn refused(options: &[&str], says: &str) {
+        let limited = need!(Limited::root());
+        let out = limited.sh(options, "echo started");
+        out.expect_code(125);
+        assert!(!out.stdout.contains("started"), "{out}");
+        assert!(out.stderr.contains(says), "expected {says:?}\n{out}");
+        assert!(limited.parent.children().is_empty(), "{out}");
+    }
+
+    #[test]
+    fn a_size_that_is_not_one() {
+        refused(&["--memory", "1x"], "as in 64m");
+    }
+
+    #[test]
+    fn swap_below_memory() {
+        refused(
+            &["--memory", "64m", "--memory-swap", "32m"],
+            "at least --memory",
+        );
+    }
+
+    #[test]
+    fn no_cpus() {
+        refused(&["--cpus", "0"], "--cpus");
+    }
+
+    #[test]
+    fn a_parent_that_climbs_out() {
+        let limited = need!(Limited::root());
+        let out = limited
+            .stage
+            .command_line()
+            .args(["run", "--rm", "--cgroup-parent", "../escape"])
+            .cmd(["busybox", "sh", "-c", "echo started"])
+            .output();
+        out.expect_code(125);
+        assert!(!out.stdout.contains("started"), "{out}");
+        assert!(out.stderr.contains("relative path of plain names"), "{out}");
+        assert!(!Path::new("/sys/fs/cgroup/memory/escape").exists());
+    }
+}
