@@ -17,6 +17,7 @@ use crate::limits::Controller;
 /// Where cgroup filesystems are mounted, by convention.
 pub const ROOT: &str = "/sys/fs/cgroup";
 
+// ANCHOR: mode
 /// The layout of the machine's cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -41,6 +42,7 @@ impl Mode {
             anyhow::bail!("{ROOT} does not exist: this kernel or system mounts no cgroups")
         }
     }
+    // ANCHOR_END: mode
 
     /// The name `doctor` and `--explain` use.
     pub fn describe(self) -> &'static str {
