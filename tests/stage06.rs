@@ -152,12 +152,12 @@ impl Limited {
     }
 }
 
-/// The OOM killer ends a memory hog, and the runtime says why.
-mod memory {
-    use super::*;
+/// A shell that keeps 100 MiB in a variable: PID 1 itself goes over a 32 MiB limit.
+const HOG: &str = "x=$(head -c 100m /dev/zero | tr '\\0' a); echo survived";
 
-    /// A shell that keeps 100 MiB in a variable: PID 1 itself goes over the limit.
-    const HOG: &str = "x=$(head -c 100m /dev/zero | tr '\\0' a); echo survived";
+/// Exercise `read_oom_kills`: the OOM killer ends a memory hog, and the runtime says why.
+mod read_oom_kills {
+    use super::*;
 
     #[test]
     fn a_hog_is_oom_killed_with_exit_137_and_a_message() {
@@ -173,6 +173,24 @@ mod memory {
         assert!(limited.parent.children().is_empty(), "{out}");
     }
 
+    /// A child is killed, PID 1 lives on: the runtime still says what happened.
+    #[test]
+    fn a_killed_child_is_reported_too() {
+        let limited = need!(Limited::root());
+        // `tail` keeps what it reads until the end: it is the one over the limit.
+        let out = limited.sh(
+            &["--memory", "32m", "--memory-swap", "32m"],
+            "head -c 100m /dev/zero | tail > /dev/null; echo shell lives",
+        );
+        out.expect_success();
+        assert_eq!(out.stdout, "shell lives\n", "{out}");
+        assert!(
+            out.stderr
+                .contains("1 of the container's processes were killed"),
+            "{out}"
+        );
+    }
+
     /// The same hog runs to its end without a limit: the kill above is the limit's.
     #[test]
     fn without_a_limit_the_hog_survives() {
@@ -182,6 +200,11 @@ mod memory {
         assert_eq!(out.stdout, "survived\n", "{out}");
         assert!(!out.stderr.contains("OOM"), "{out}");
     }
+}
+
+/// Exercise `v1_limits`: each limit is written into its v1 file, and holds.
+mod v1_limits {
+    use super::*;
 
     /// The container reads its own limit where a program looks for it.
     #[test]
@@ -194,12 +217,7 @@ mod memory {
         out.expect_success();
         assert_eq!(out.stdout.trim(), (48u64 << 20).to_string(), "{out}");
     }
-}
-
-/// `--pids-limit`: a fork loop stops at the limit.
-mod pids {
-    use super::*;
-
+    /// `--pids-limit`: a fork loop stops at the limit.
     #[test]
     fn a_fork_loop_stops_at_the_limit() {
         let limited = need!(Limited::root());
@@ -229,12 +247,8 @@ mod pids {
                 .is_ok_and(|s| s.success())
         );
     }
-}
 
-/// `--cpus`: the kernel throttles the container, as its own accounting shows.
-mod cpu {
-    use super::*;
-
+    /// `--cpus`: the kernel throttles the container, as its own accounting shows.
     #[test]
     fn a_busy_loop_is_throttled() {
         let limited = need!(Limited::root());
@@ -256,10 +270,46 @@ mod cpu {
     }
 }
 
-/// The container's view: a cgroup namespace, and /sys/fs/cgroup read-only.
-mod view {
+/// Exercise `join_cgroup`: the child is in the container's cgroup before it runs.
+mod join_cgroup {
     use super::*;
 
+    /// Seen from the host: the container's process is in `<parent>/<id>` in every
+    /// hierarchy, and the runtime is not.
+    #[test]
+    fn the_container_is_in_its_cgroup_and_the_runtime_is_not() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let mut running = limited
+            .stage
+            .run()
+            .args(["--rm", "--memory", "32m"])
+            .cmd(["busybox", "sh", "-c", "echo ready; read line; echo done"])
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        let cgroups = |pid: nix::unistd::Pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/PID/cgroup")
+        };
+        let inside = cgroups(running.container_pid());
+        let runtime = cgroups(running.pid());
+        running.close_stdin();
+        running.wait().expect_success();
+        for hierarchy in ["memory", "pids", "cpu", "cpuacct"] {
+            let line = inside
+                .lines()
+                .find(|l| l.split(':').nth(1) == Some(hierarchy))
+                .expect("a line per hierarchy");
+            let path = line.rsplit(':').next().unwrap_or_default();
+            let prefix = format!("/{}/", limited.parent.0);
+            assert!(
+                path.starts_with(&prefix) && path.len() == prefix.len() + 12,
+                "the container should be in {prefix}<id>: {line}\n{inside}"
+            );
+        }
+        assert!(!runtime.contains(&limited.parent.0), "{runtime}");
+    }
+
+    /// Inside, its cgroup is its root: no host path shows.
     #[test]
     fn its_cgroup_is_its_root() {
         let limited = need!(Limited::root());
@@ -272,6 +322,11 @@ mod view {
             );
         }
     }
+}
+
+/// The container's view: /sys/fs/cgroup read-only.
+mod view {
+    use super::*;
 
     #[test]
     fn its_limits_cannot_be_raised_from_inside() {

@@ -137,6 +137,8 @@ impl Cgroup {
     /// Moves `pid` (the waiting child) into the cgroup, in every hierarchy: from now
     /// on it and every process it starts are counted and limited.
     pub fn join(&self, pid: Pid) -> Result<()> {
+        // ANCHOR: join_cgroup
+        // EXERCISE: write the child's PID into the cgroup.procs file of each of the cgroup's directories (self.dirs: one per v1 hierarchy, a single one on v2) with write(), then return Ok(())
         for dir in &self.dirs {
             write(
                 &dir.path.join("cgroup.procs"),
@@ -145,6 +147,7 @@ impl Cgroup {
             )?;
         }
         Ok(())
+        // ANCHOR_END: join_cgroup
     }
     // ANCHOR_END: join
 
@@ -152,6 +155,8 @@ impl Cgroup {
     /// How many processes the kernel's OOM killer killed in the cgroup: the
     /// `oom_kill` line of v2's `memory.events`, or of v1's `memory.oom_control`.
     pub fn oom_kills(&self) -> u64 {
+        // ANCHOR: read_oom_kills
+        // EXERCISE: read the file (memory.events on v2, memory.oom_control on v1) in the memory controller's directory (self.dir_of(Controller::Memory)) and return the number on its "oom_kill " line; 0 when anything is missing
         let file = if self.v2 {
             "memory.events"
         } else {
@@ -165,6 +170,7 @@ impl Cgroup {
                     .and_then(|n| n.trim().parse().ok())
             })
             .unwrap_or(0)
+        // ANCHOR_END: read_oom_kills
     }
     // ANCHOR_END: oom_kills
 

@@ -242,6 +242,8 @@ pub fn v2_settings(limits: &Limits) -> Vec<Setting> {
 /// The writes of cgroup v1: a directory per controller, files named for it, `-1` for
 /// no limit.
 pub fn v1_settings(limits: &Limits) -> Vec<Setting> {
+    // ANCHOR: v1_limits
+    // EXERCISE: return v1's writes for `limits`, each made with setting(controller, file, value, why): memory.limit_in_bytes; memory.memsw.limit_in_bytes (memory plus limits.swap_bytes(), "-1" for no limit; optional unless --memory-swap was given); pids.max; cpu.cfs_period_us then cpu.cfs_quota_us; cpu.shares; blkio.bfq.weight (see v2_settings above)
     use Controller::*;
     let mut settings = Vec::new();
     if let Some(memory) = limits.memory {
@@ -306,6 +308,7 @@ pub fn v1_settings(limits: &Limits) -> Vec<Setting> {
         ));
     }
     settings
+    // ANCHOR_END: v1_limits
 }
 // ANCHOR_END: v1_settings
 
