@@ -95,6 +95,14 @@ impl Cgroup {
         self.dirs.iter().map(|d| d.path.as_path())
     }
 
+    /// Where `stats` reads its figures.
+    pub fn counters(&self) -> crate::stats::Counters {
+        crate::stats::Counters {
+            v2: self.v2,
+            dirs: self.paths().map(Path::to_owned).collect(),
+        }
+    }
+
     // ANCHOR: apply
     /// Writes each limit into its file.
     pub fn apply(&self, settings: &[Setting]) -> Result<()> {

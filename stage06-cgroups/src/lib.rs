@@ -15,7 +15,8 @@
 //! - [`cgroup`]: one cgroup, v2 or v1, made, limited, joined and removed;
 //! - [`namespace`]: the container's view: a cgroup namespace, `/sys/fs/cgroup`
 //!   read-only;
-//! - [`layer`]: all of it, in the runner's phases.
+//! - [`layer`]: all of it, in the runner's phases;
+//! - [`stats`]: the cgroup's figures, as `docker stats` shows them.
 
 pub mod cgroup;
 pub mod doctor;
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod namespace;
 pub mod placement;
 pub mod size;
+pub mod stats;
 
 use std::path::PathBuf;
 

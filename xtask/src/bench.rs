@@ -16,7 +16,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use nix::sys::resource::{UsageWho, getrusage};
 
 use crate::cmd;
 use crate::workspace;
@@ -192,6 +191,81 @@ const NET_CONTENDERS: &[Contender] = &[
     UNSHARE_USER,
 ];
 
+/// Stage 6, the whole runtime (`cargo xtask bench start`): an image on an overlay,
+/// every namespace, no network, removed after the run; as root also in a cgroup of
+/// its own. Next to it: stage 5 (the same without cgroups), runc, crun, bubblewrap and
+/// the `unshare` floor. `{store}` is an image store of the user's (root's or the bench
+/// user's) that the warm-up rounds fill with the offline busybox image.
+const START_CONTENDERS: &[Contender] = &[
+    Contender {
+        name: "stage06 image",
+        line: "KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+        package: Some("stage06-cgroups"),
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "stage06 --memory",
+        line: "KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none --memory 64m busybox /bin/true",
+        package: Some("stage06-cgroups"),
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "stage05 image",
+        line: "KEEL_STORE={store} {release}/stage05-overlay run --rm --network none busybox /bin/true",
+        package: Some("stage05-overlay"),
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "unshare",
+        line: "unshare -fp --mount-proc true",
+        package: None,
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "bwrap",
+        line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
+        package: None,
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "crun",
+        line: "crun --root {state} run --bundle {bundle} keel-bench",
+        package: None,
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "runc",
+        line: "runc --root {state} run --bundle {bundle} keel-bench",
+        package: None,
+        runs_as: As::Root,
+    },
+    Contender {
+        name: "stage06 image (user)",
+        line: "KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+        package: Some("stage06-cgroups"),
+        runs_as: As::User,
+    },
+    Contender {
+        name: "stage05 image (user)",
+        line: "KEEL_STORE={store} {release}/stage05-overlay run --rm --network none busybox /bin/true",
+        package: Some("stage05-overlay"),
+        runs_as: As::User,
+    },
+    UNSHARE_USER,
+    Contender {
+        name: "bwrap (user)",
+        line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
+        package: None,
+        runs_as: As::User,
+    },
+    Contender {
+        name: "crun (user)",
+        line: "crun --root {state} run --bundle {bundle} keel-bench",
+        package: None,
+        runs_as: As::User,
+    },
+];
+
 /// Where the commands find what they need.
 #[derive(Debug)]
 pub(crate) struct Places {
@@ -204,6 +278,8 @@ pub(crate) struct Places {
     /// Bundle and state directory, for root and for the user.
     bundles: [PathBuf; 2],
     states: [PathBuf; 2],
+    /// Image stores (stage 5 and 6), for root and for the user.
+    stores: [PathBuf; 2],
 }
 
 impl Contender {
@@ -211,7 +287,11 @@ impl Contender {
     pub(crate) fn command(&self, places: &Places, user: Option<(u32, u32)>) -> Command {
         let uid = user.map_or(0, |(uid, _)| uid).to_string();
         let which = usize::from(self.runs_as == As::User);
-        let mut argv = self.line.split_whitespace().map(|word| match word {
+        // Leading `KEY=VALUE` words are the environment, as in a shell.
+        let words: Vec<&str> = self.line.split_whitespace().collect();
+        let assignments = words.iter().take_while(|w| w.contains('=')).count();
+        let (env, words) = words.split_at(assignments);
+        let mut argv = words.iter().map(|&word| match word {
             "{rootfs}" => OsString::from(&places.rootfs),
             "{bundle}" => OsString::from(&places.bundles[which]),
             "{state}" => OsString::from(&places.states[which]),
@@ -231,6 +311,13 @@ impl Contender {
         });
         let mut command = Command::new(argv.next().expect("a command line is not empty"));
         command.args(argv);
+        for assignment in env {
+            let (key, value) = assignment.split_once('=').unwrap_or_default();
+            match value {
+                "{store}" => command.env(key, &places.stores[which]),
+                _ => command.env(key, value),
+            };
+        }
         if let (As::User, Some((uid, gid))) = (self.runs_as, user) {
             // Set in the child before exec: no extra program (su, setpriv) is timed.
             command.uid(uid).gid(gid);
@@ -240,7 +327,11 @@ impl Contender {
 
     /// Why it cannot run here, if it cannot.
     fn unavailable(&self) -> Option<String> {
-        let program = self.line.split_whitespace().next().unwrap_or_default();
+        let program = self
+            .line
+            .split_whitespace()
+            .find(|w| !w.contains('='))
+            .unwrap_or_default();
         if self.package.is_none() && workspace::which(program).is_none() {
             Some(format!("{program} is not installed"))
         } else if self.line.contains("{bundle}") && workspace::which("crun").is_none() {
@@ -259,11 +350,19 @@ impl Contender {
 pub(crate) struct Cost {
     pub(crate) wall: Duration,
     pub(crate) cpu: Duration,
+    /// The largest resident set of the process tree, in KiB: the runtime's own, as a
+    /// container's `/bin/true` is smaller.
+    pub(crate) max_rss_kib: u64,
 }
 
 /// Runs the comparison, `runs` times each.
 pub fn run(runs: usize) -> Result<()> {
     Setup::new(CONTENDERS, false)?.compare(runs, "unshare")
+}
+
+/// Stage 6's start-up against the other runtimes (`cargo xtask bench start`).
+pub fn run_start(runs: usize) -> Result<()> {
+    Setup::new(START_CONTENDERS, false)?.compare(runs, "unshare")
 }
 
 /// Stage 4's start-up against stage 3's, then the throughput of its port drivers
@@ -358,6 +457,7 @@ impl Setup {
                 place.path().join("bundle-user"),
             ],
             states: [place.path().join("state"), place.path().join("state-user")],
+            stores: [place.path().join("store"), place.path().join("store-user")],
             rootfs,
             release,
             owned,
@@ -365,6 +465,13 @@ impl Setup {
         };
         if chosen.iter().any(|c| c.line.contains("{bundle}")) {
             prepare_bundles(&chosen, &places, ids)?;
+        }
+        if chosen.iter().any(|c| c.line.contains("{store}")) {
+            fs::create_dir(&places.stores[0])?;
+            fs::create_dir(&places.stores[1])?;
+            if let Some((uid, gid)) = ids {
+                std::os::unix::fs::chown(&places.stores[1], Some(uid), Some(gid))?;
+            }
         }
         Ok(Self {
             chosen,
@@ -504,39 +611,49 @@ impl Drop for BenchUser {
     }
 }
 
-/// One run's wall and CPU time; fails with the command's stderr if it fails.
+/// One run's wall and CPU time and peak memory; fails with the command's stderr if it
+/// fails.
 pub(crate) fn measure(command: &mut Command) -> Result<Cost> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let before = children_cpu()?;
     let start = Instant::now();
-    let out = command.output()?;
+    let mut child = command.spawn()?;
+    let mut stderr = Vec::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_end(&mut pipe, &mut stderr)?;
+    }
+    // wait4 rather than Child::wait: it also returns the child's resource usage, its
+    // reaped descendants' included (CPU time summed, resident set the largest).
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 fills it in.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a child of ours, and pointers to locals alive for the call.
+    let pid = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
-    let cpu = children_cpu()?.saturating_sub(before);
-    if !out.status.success() {
+    if pid < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let tv = |t: nix::libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    let exited_ok = nix::libc::WIFEXITED(status) && nix::libc::WEXITSTATUS(status) == 0;
+    if !exited_ok {
         bail!(
-            "{} failed ({}):\n{}",
+            "{} failed (wait status {status}):\n{}",
             cmd::describe(command),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&stderr)
         );
     }
-    Ok(Cost { wall, cpu })
-}
-
-/// User + system time of every child we waited for (and of the children they waited
-/// for): the runtime, its helpers and the container together.
-fn children_cpu() -> Result<Duration> {
-    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
-    let tv =
-        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
-    Ok(tv(usage.user_time()) + tv(usage.system_time()))
+    Ok(Cost {
+        wall,
+        cpu,
+        max_rss_kib: usage.ru_maxrss as u64,
+    })
 }
 
 /// Prints one table: a row per name with its costs' median, p10 and p90 (and the CPU
-/// time's median), each compared with the first row whose name starts with `baseline`.
+/// time's median, and the largest resident set seen, in MiB), each compared with the first row whose name starts with `baseline`.
 pub(crate) fn report(
     who: &str,
     names: &[&str],
@@ -567,23 +684,26 @@ pub(crate) fn report(
     );
     let width = name_width(names.iter().copied());
     println!(
-        "{:<width$} {:>8} {:>8} {:>8} {:>9}  vs {}",
+        "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>8}  vs {}",
         "command",
         "median",
         "p10",
         "p90",
         "cpu med",
+        "max rss",
         baseline.map_or("-", |b| b.0)
     );
     for (i, name) in names.iter().enumerate() {
         let median = ms(percentile(&walls[i], 50.0));
         let ratio = baseline.map_or("-".to_owned(), |(_, base)| format!("{:.2}x", median / base));
+        let rss = costs[i].iter().map(|c| c.max_rss_kib).max().unwrap_or(0);
         println!(
-            "{:<width$} {median:>8.2} {:>8.2} {:>8.2} {:>9.2}  {ratio}",
+            "{:<width$} {median:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>6.1}MB  {ratio}",
             name,
             ms(percentile(&walls[i], 10.0)),
             ms(percentile(&walls[i], 90.0)),
             ms(percentile(&cpus[i], 50.0)),
+            rss as f64 / 1024.0,
         );
     }
 }

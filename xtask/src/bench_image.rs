@@ -314,6 +314,7 @@ fn pull_and_unpack(
                     Ok(Cost {
                         wall: copied.wall + unpacked.wall,
                         cpu: copied.cpu + unpacked.cpu,
+                        max_rss_kib: copied.max_rss_kib.max(unpacked.max_rss_kib),
                     })
                 });
                 remove(&layout)?;

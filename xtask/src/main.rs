@@ -81,7 +81,7 @@ enum Task {
     /// stage 4's start-up and the throughput of its port drivers; with `image`, stage
     /// 5's pull, unpacking and start-up against skopeo, umoci and tar.
     Bench {
-        /// What to measure: start-up (the default), `net` or `image`.
+        /// What to measure: start-up of stages 2 and 3 (the default), `start` (stage 6's), `net` or `image`.
         what: Option<BenchWhat>,
         /// Measured runs of each command [default: 50; 5 with `image`, whose start-up
         /// part runs ten times as many].
@@ -96,6 +96,9 @@ enum Task {
 /// The benchmarks besides start-up.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum BenchWhat {
+    /// Stage 6, the whole runtime: an image's start-up, as root with a cgroup and
+    /// rootless, against stage 5, runc, crun, bubblewrap and unshare.
+    Start,
     /// Stage 4: start-up with each network, and throughput through published ports.
     Net,
     /// Stage 5: pull + unpack of a 100+ MB image from a registry on loopback, one
@@ -107,7 +110,7 @@ enum BenchWhat {
 /// seconds, starting a container milliseconds.
 fn default_runs(what: Option<BenchWhat>) -> usize {
     match what {
-        None | Some(BenchWhat::Net) => 50,
+        None | Some(BenchWhat::Start) | Some(BenchWhat::Net) => 50,
         Some(BenchWhat::Image) => 5,
     }
 }
@@ -133,6 +136,7 @@ fn run(task: Task) -> Result<ExitCode> {
             let runs = runs.unwrap_or_else(|| default_runs(what));
             match what {
                 None => bench::run(runs)?,
+                Some(BenchWhat::Start) => bench::run_start(runs)?,
                 Some(BenchWhat::Net) => bench::run_net(runs, mib)?,
                 Some(BenchWhat::Image) => bench_image::run(runs)?,
             }
