@@ -1,0 +1,144 @@
+//! How a container's root is made of its image's layers: the storage driver.
+//!
+//! The kernel's overlay is the fast one, and it needs Linux 5.11 in a user namespace.
+//! Where the kernel cannot, `fuse-overlayfs` does the same in user space (through
+//! `/dev/fuse`), and where that is missing too, the layers are copied. `auto` picks the
+//! first that works here, as podman does; whether the kernel can is probed once per
+//! kernel and remembered in the store, since a probe costs a few milliseconds.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork};
+
+use crate::store::Store;
+
+/// The storage drivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Driver {
+    /// The first of overlay, fuse-overlayfs and copy that works here.
+    #[default]
+    Auto,
+    /// The kernel's overlay (Linux 5.11+ in a user namespace).
+    Overlay,
+    /// fuse-overlayfs: overlay in user space, through /dev/fuse.
+    FuseOverlayfs,
+    /// A copy of every layer, applied in order, into the container's directory: slower
+    /// to start and a full copy per container, but it needs nothing of the kernel.
+    Copy,
+}
+
+/// Where fuse-overlayfs is looked for.
+pub const FUSE_OVERLAYFS: &str = "fuse-overlayfs";
+
+// ANCHOR: choose_driver
+/// The driver `wanted` stands for here, and why (for `--explain` and `doctor`).
+pub fn choose(wanted: Driver, store: &Store) -> (Driver, String) {
+    if wanted != Driver::Auto {
+        return (wanted, "asked for with --storage-driver".into());
+    }
+    match kernel_overlay(store) {
+        Ok(()) => (
+            Driver::Overlay,
+            "this kernel mounts overlay in a user namespace".into(),
+        ),
+        Err(why) => match fuse_usable() {
+            Ok(()) => (
+                Driver::FuseOverlayfs,
+                format!("no kernel overlay ({why:#}); fuse-overlayfs is installed"),
+            ),
+            Err(no_fuse) => (
+                Driver::Copy,
+                format!("no kernel overlay ({why:#}), and no fuse-overlayfs ({no_fuse:#})"),
+            ),
+        },
+    }
+}
+// ANCHOR_END: choose_driver
+
+/// Whether fuse-overlayfs can work: installed, and `/dev/fuse` readable and writable.
+pub fn fuse_usable() -> Result<()> {
+    if stage03_userns::which(FUSE_OVERLAYFS).is_none() {
+        bail!("{FUSE_OVERLAYFS} is not on PATH: apt-get install fuse-overlayfs");
+    }
+    nix::unistd::access(
+        "/dev/fuse",
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+    )
+    .context("/dev/fuse is not readable and writable (chmod 0666 /dev/fuse, as udev does)")
+}
+
+/// Whether the kernel mounts overlay as a container would, remembered per kernel in
+/// the store's `overlay-probe`.
+fn kernel_overlay(store: &Store) -> Result<()> {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cache = store.root().join("overlay-probe");
+    if let Ok(text) = std::fs::read_to_string(&cache)
+        && let Some((kernel, verdict)) = text.trim().split_once(' ')
+        && kernel == release
+    {
+        return match verdict {
+            "ok" => Ok(()),
+            _ => bail!("probed before on this kernel: {verdict}"),
+        };
+    }
+    let result = probe();
+    let verdict = match &result {
+        Ok(()) => "ok".to_owned(),
+        Err(err) => format!("{err:#}").replace('\n', " "),
+    };
+    // Best effort: a store that cannot keep it probes again next time.
+    let _ = std::fs::write(&cache, format!("{release} {verdict}\n"));
+    result
+}
+
+/// Mounts an overlay of empty directories in a child in new user and mount namespaces
+/// (just a mount namespace, as root), as a container would.
+pub fn probe() -> Result<()> {
+    let dir = tempfile::tempdir().context("a temporary directory")?;
+    for name in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir(dir.path().join(name))?;
+    }
+    let root = nix::unistd::geteuid().is_root();
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    // SAFETY: called before any thread exists (prepare, doctor).
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            let mounted = mount_in_namespaces(dir.path(), root, uid.as_raw(), gid.as_raw());
+            // SAFETY: leave the forked copy at once.
+            unsafe { libc::_exit(i32::from(mounted.is_err())) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None)? {
+            WaitStatus::Exited(_, 0) => Ok(()),
+            _ => bail!("the kernel refused to mount overlay in a user namespace"),
+        },
+    }
+}
+
+fn mount_in_namespaces(dir: &Path, root: bool, uid: u32, gid: u32) -> Result<()> {
+    if root {
+        unshare(CloneFlags::CLONE_NEWNS)?;
+    } else {
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
+        std::fs::write("/proc/self/setgroups", "deny")?;
+        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+        std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+    }
+    let d = dir.display();
+    let options = format!(
+        "lowerdir={d}/lower,upperdir={d}/upper,workdir={d}/work{}",
+        if root { "" } else { ",userxattr" }
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        &dir.join("merged"),
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )?;
+    Ok(())
+}
