@@ -705,6 +705,65 @@ mod overlay_options {
     }
 }
 
+/// `--storage-driver fuse-overlayfs`: the same overlay, in user space, started from
+/// outside into the container's namespaces.
+mod fuse_overlayfs {
+    use super::*;
+    use keel_graders::net;
+
+    fn usable() -> Result<(), Skip> {
+        net::installed("fuse-overlayfs", "fuse-overlayfs")?;
+        net::usable_by_users(Path::new("/dev/fuse"), "this kernel has no FUSE")
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_directories_hold() {
+        need!(usable());
+        super::layers::a_whiteout_hides_the_file_below("fuse-overlayfs");
+        super::layers::an_opaque_directory_hides_the_lower_contents("fuse-overlayfs");
+    }
+
+    /// `/` is a fuse-overlayfs mount; changes land in the upper directory; another
+    /// user of the container reads the image's files; no fuse-overlayfs is left.
+    #[test]
+    fn the_root_is_served_from_outside_the_container() {
+        need!(usable());
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let out = images.run(
+            &["--storage-driver", "fuse-overlayfs"],
+            &["busybox", "sh", "-c", "touch /kept; grep ' / / ' /proc/self/mountinfo; ps -o comm | grep -c fuse; su nobody -s /bin/sh -c 'cat /etc/passwd' >/dev/null && echo nobody-reads"],
+        );
+        out.expect_success();
+        let lines = out.lines();
+        assert!(
+            lines[0].contains(" - fuse.fuse-overlayfs "),
+            "/ should be fuse-overlayfs\n{out}"
+        );
+        assert_eq!(
+            lines.get(1),
+            Some(&"0"),
+            "the daemon is not a process of the container\n{out}"
+        );
+        assert_eq!(lines.get(2), Some(&"nobody-reads"), "{out}");
+        let kept = images.containers();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(
+            images
+                .path()
+                .join("containers")
+                .join(&kept[0])
+                .join("upper/kept")
+                .exists()
+        );
+        let left = net::processes_mentioning(&images.path().to_string_lossy());
+        assert!(
+            left.is_empty(),
+            "fuse-overlayfs outlived the container: {left:?}"
+        );
+    }
+}
+
 /// Exercise `verify_digest`: a blob is checked against its digest while it is read.
 mod verify_digest {
     use super::*;

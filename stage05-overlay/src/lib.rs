@@ -21,6 +21,8 @@ pub mod config;
 pub mod container;
 pub mod digest;
 pub mod doctor;
+pub mod driver;
+pub mod fuse;
 pub mod image;
 pub mod import;
 pub mod overlay;
@@ -59,14 +61,14 @@ pub struct Args {
         help_heading = "Stage 5: an image"
     )]
     pub user: Option<String>,
-    /// How the root is made of the image's layers: auto (overlay, else copy), overlay, copy.
+    /// How the root is made of the image's layers: auto (the first that works of overlay, fuse-overlayfs, copy), overlay, fuse-overlayfs, copy.
     #[arg(
         long,
         value_name = "DRIVER",
         default_value = "auto",
         help_heading = "Stage 5: an image"
     )]
-    pub storage_driver: overlay::Driver,
+    pub storage_driver: driver::Driver,
 }
 
 /// Stage 5: stage 4 + images.

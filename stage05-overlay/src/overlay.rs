@@ -24,29 +24,18 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use common::{Child, Cleanup, Layer, Prepare, explain};
+use common::{Child, Cleanup, Layer, Parent, Prepare, explain};
 use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
 use stage02_mountns::at::At;
 use stage02_mountns::newmount;
 
 use crate::config;
 use crate::container::Container;
+use crate::driver::{self, Driver};
+use crate::fuse::Fuse;
 use crate::reference::Reference;
 use crate::store::{Lease, Store};
 use crate::userns::as_container_root;
-
-/// How the container's root is made of the image's layers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Driver {
-    /// The kernel's overlay, else a copy (said once, with the reason).
-    #[default]
-    Auto,
-    /// The kernel's overlay (Linux 5.11+ in a user namespace).
-    Overlay,
-    /// A copy of every layer, applied in order, into the container's directory: slower
-    /// to start and a full copy per container, but it needs nothing of the kernel.
-    Copy,
-}
 
 /// What `run` asked of the image.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +59,10 @@ pub struct Overlay {
     /// The image's layer blobs, bottom first, for a copy.
     blobs: Vec<PathBuf>,
     container: Option<Container>,
+    /// The driver `prepare` chose.
+    driver: Driver,
+    /// fuse-overlayfs, while it serves the container's root.
+    fuse: Option<Fuse>,
     /// Holds the image's blobs and layers while the container runs: no `rmi` or gc
     /// takes them away.
     lease: Option<Lease>,
@@ -83,6 +76,8 @@ impl Overlay {
             lowers: Vec::new(),
             blobs: Vec::new(),
             container: None,
+            driver: Driver::Auto,
+            fuse: None,
             lease: None,
             rootless: !nix::unistd::geteuid().is_root(),
         }
@@ -150,33 +145,71 @@ impl Layer for Overlay {
             crate::user::check(&spec)?;
             cx.process.user = Some(crate::user::resolve(&spec, &self.lowers)?);
         }
+        let (driver, why) = driver::choose(self.options.driver, &store);
+        explain::step(format_args!("storage driver: {driver:?}"), &why);
+        self.driver = driver;
         self.container = Some(Container::create(&store)?);
+        Ok(())
+    }
+
+    fn parent(&mut self, cx: &mut Parent) -> Result<()> {
+        // fuse-overlayfs is started from outside, into the child's namespaces.
+        if self.driver != Driver::FuseOverlayfs {
+            return Ok(());
+        }
+        let container = self.container.as_ref().context("no container directory")?;
+        let binary = stage03_userns::which(driver::FUSE_OVERLAYFS)
+            .context("fuse-overlayfs is not on PATH: apt-get install fuse-overlayfs")?;
+        let lowers = self
+            .lowers
+            .iter()
+            .map(|dir| option_path(dir))
+            .collect::<Result<Vec<_>>>()?;
+        // fuse-overlayfs takes overlay's classic list, and lets every user of the
+        // container in (not only the one who mounted it).
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={},allow_other",
+            lowers.join(":"),
+            option_path(&container.upper())?,
+            option_path(&container.work())?,
+        );
+        self.fuse = Some(crate::fuse::start(
+            &binary,
+            cx.pid,
+            &options,
+            &container.root(),
+        )?);
         Ok(())
     }
     // ANCHOR_END: overlay_prepare
 
     fn child(&mut self, cx: &mut Child<'_>) -> Result<()> {
         let container = self.container.as_ref().context("no container directory")?;
-        let root = match self.options.driver {
-            Driver::Overlay => self.mount_overlay(container)?,
-            Driver::Copy => self.copy(container)?,
-            Driver::Auto => match self.mount_overlay(container) {
+        let root = match self.driver {
+            Driver::Overlay | Driver::Auto => match self.mount_overlay(container) {
                 Ok(root) => root,
-                Err(err) => {
+                // `auto` chose overlay from a probe; should the mount still fail, a
+                // copy does what overlay would.
+                Err(err) if self.options.driver == Driver::Auto => {
                     eprintln!(
-                        "{}: notice: no overlay ({err:#}); the image is copied instead \
-                         (--storage-driver copy): slower, and a full copy per container",
+                        "{}: notice: no overlay ({err:#}); the image is copied instead",
                         crate::NAME
                     );
                     self.copy(container)?
                 }
+                Err(err) => return Err(err),
             },
+            // Mounted already, by the parent: its root is the container's.
+            Driver::FuseOverlayfs => At::open_dir(&container.root())?,
+            Driver::Copy => self.copy(container)?,
         };
         cx.root = Some(OwnedFd::from(root));
         Ok(())
     }
 
     fn cleanup(&mut self, cx: &mut Cleanup) {
+        // The container is gone: fuse-overlayfs stops serving its root.
+        self.fuse = None;
         // A run that never started leaves no container behind, --rm or not.
         if (self.options.remove || !cx.started)
             && let Some(container) = self.container.take()

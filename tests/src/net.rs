@@ -50,19 +50,21 @@ impl NetReport {
 /// slirp4netns and pasta open `/dev/net/tun` as the user: make it usable as udev does
 /// on desktop systems (mode 0666), or skip without root.
 pub fn tun_usable() -> Result<(), Skip> {
-    let tun = Path::new("/dev/net/tun");
-    let meta = std::fs::metadata(tun).map_err(|err| {
-        Skip(format!(
-            "{}: {err}: this kernel has no TUN/TAP",
-            tun.display()
-        ))
-    })?;
+    usable_by_users(Path::new("/dev/net/tun"), "this kernel has no TUN/TAP")
+}
+
+/// Makes the device `dev` readable and writable by everyone, as udev does on desktop
+/// systems (`/dev/net/tun`, `/dev/fuse`), or skips without root; `missing` says what
+/// its absence means.
+pub fn usable_by_users(dev: &Path, missing: &str) -> Result<(), Skip> {
+    let meta = std::fs::metadata(dev)
+        .map_err(|err| Skip(format!("{}: {err}: {missing}", dev.display())))?;
     if meta.permissions().mode() & 0o666 == 0o666 {
         return Ok(());
     }
     crate::skip::require_root()?;
-    std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666))
-        .map_err(|err| Skip(format!("chmod 0666 {}: {err}", tun.display())))
+    std::fs::set_permissions(dev, std::fs::Permissions::from_mode(0o666))
+        .map_err(|err| Skip(format!("chmod 0666 {}: {err}", dev.display())))
 }
 
 /// A program the stage needs on the host's PATH, or a skip naming its package.

@@ -28,6 +28,7 @@ pub const PACKAGES: &[&str] = &[
     "umoci",           // stage 5: the benchmark's reference unpacker
     "tar",             // stage 5: GNU tar, the benchmark's reference for one layer
     "openssl",         // stage 5: the token server's key and certificate
+    "fuse-overlayfs",  // stage 5: overlay in user space, where the kernel has none
 ];
 
 /// The mdBook the book is written for.
