@@ -32,6 +32,9 @@ struct Images {
     store: TempDir,
     /// Who owns the store's files (the user; root for root's store).
     owner: (u32, u32),
+    /// The host uid of container uid 1 (the user's first subordinate id); `None` for
+    /// root, whose containers' ids are the host's.
+    first_subuid: Option<u32>,
 }
 
 impl Images {
@@ -50,6 +53,7 @@ impl Images {
             stage: Runtime::new(NAME, binary()).as_user(run_as),
             store,
             owner: (user.uid, user.gid),
+            first_subuid: user.subuids.first().map(|range| range.start),
         })
     }
 
@@ -76,6 +80,7 @@ impl Images {
             stage: Runtime::new(NAME, binary()).as_user(run_as),
             store,
             owner: (0, 0),
+            first_subuid: None,
         })
     }
 
@@ -111,6 +116,16 @@ impl Images {
     /// The names in the store's `containers/`: the writable layers kept.
     fn containers(&self) -> Vec<String> {
         names(&self.path().join("containers"))
+    }
+
+    /// The host uid of `uid` in the container: the user's for root, a subordinate id
+    /// for the others (rootless), or the same (root's containers).
+    fn host_uid(&self, uid: u32) -> u32 {
+        match (self.first_subuid, uid) {
+            (None, uid) => uid,
+            (Some(_), 0) => self.owner.0,
+            (Some(first), uid) => first + uid - 1,
+        }
     }
 
     /// The names in the store's `layers/`: one per unpacked layer.
@@ -705,62 +720,381 @@ mod overlay_options {
     }
 }
 
-/// `--storage-driver fuse-overlayfs`: the same overlay, in user space, started from
-/// outside into the container's namespaces.
+/// `--storage-driver fuse-overlayfs`, and `auto` where the kernel cannot mount overlay
+/// in a user namespace: the overlay in user space. The container mounts `/dev/fuse`
+/// itself; fuse-overlayfs serves it from outside the container's PID and mount
+/// namespaces, started and stopped by the runtime.
 mod fuse_overlayfs {
     use super::*;
     use keel_graders::net;
+    use keel_graders::running::{host_pids, wait_for_exit};
+    use nix::sys::signal::Signal;
+    use nix::unistd::Pid;
+    use std::time::Duration;
 
+    const FUSE: [&str; 2] = ["--storage-driver", "fuse-overlayfs"];
+
+    /// fuse-overlayfs installed, and `/dev/fuse` usable by users (as udev makes it).
     fn usable() -> Result<(), Skip> {
         net::installed("fuse-overlayfs", "fuse-overlayfs")?;
         net::usable_by_users(Path::new("/dev/fuse"), "this kernel has no FUSE")
     }
 
-    #[test]
-    fn whiteouts_and_opaque_directories_hold() {
-        need!(usable());
-        super::layers::a_whiteout_hides_the_file_below("fuse-overlayfs");
-        super::layers::an_opaque_directory_hides_the_lower_contents("fuse-overlayfs");
+    /// The busybox base, and a layer with `/hello` (container root's) and `/secret`
+    /// (uid 100's, mode 0600: container root reads it only through its capabilities
+    /// over the container's ids, which fuse-overlayfs then needs too).
+    fn image(images: &Images) -> Result<(), Skip> {
+        let base = busybox_layer()?;
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, text, uid, mode) in [
+            ("hello", "from the image\n", 0, 0o644),
+            ("secret", "of user 100\n", 100, 0o600),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_uid(uid);
+            header.set_gid(uid);
+            header.set_mode(mode);
+            header.set_size(text.len() as u64);
+            tar.append_data(&mut header, name, text.as_bytes())
+                .expect("a file");
+        }
+        let top = tar.into_inner().expect("tar");
+        images.import("test/fuse", &[base, top], json!({}));
+        Ok(())
     }
 
-    /// `/` is a fuse-overlayfs mount; changes land in the upper directory; another
-    /// user of the container reads the image's files; no fuse-overlayfs is left.
-    #[test]
-    fn the_root_is_served_from_outside_the_container() {
+    /// Every file under `dir`, with its type, mode, owner and contents' digest: what
+    /// a write that went into a layer would change.
+    fn snapshot(dir: &Path) -> Vec<String> {
+        let mut all = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(path) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let contents = if meta.is_file() {
+                oci::digest(&std::fs::read(&path).expect("a layer's file"))
+            } else if meta.is_dir() {
+                for entry in std::fs::read_dir(&path).expect("a layer's directory") {
+                    pending.push(entry.expect("an entry").path());
+                }
+                String::new()
+            } else {
+                String::new()
+            };
+            use std::os::unix::fs::MetadataExt;
+            all.push(format!(
+                "{} {:o} {}:{} {contents}",
+                path.display(),
+                meta.mode(),
+                meta.uid(),
+                meta.gid()
+            ));
+        }
+        all.sort();
+        all
+    }
+
+    /// fuse-overlayfs processes serving the store of `images`.
+    fn daemons(images: &Images) -> Vec<(i32, String)> {
+        net::processes_mentioning(&images.path().to_string_lossy())
+            .into_iter()
+            .filter(|(_, cmdline)| cmdline.contains("fuse-overlayfs"))
+            .collect()
+    }
+
+    /// Mounts of the store's directories, in the mount table of any process: the
+    /// container's root stays as long as some mount namespace holds it.
+    fn mounts(images: &Images) -> Vec<String> {
+        let store = images.path().to_string_lossy().into_owned();
+        host_pids()
+            .into_iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok())
+            .flat_map(|table| {
+                table
+                    .lines()
+                    .filter(|line| line.contains(&store))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// No fuse-overlayfs and no mount of the store is left.
+    fn assert_nothing_left(images: &Images) {
+        let left = daemons(images);
+        assert!(left.is_empty(), "fuse-overlayfs outlived the run: {left:?}");
+        let mounted = mounts(images);
+        assert!(
+            mounted.is_empty(),
+            "mounts of the store are left: {mounted:#?}"
+        );
+    }
+
+    fn serves_the_image(images: &Images) {
         need!(usable());
-        let images = need!(Images::rootless());
+        need!(image(images));
         let _leaks = LeakCheck::start();
+        images.run(&FUSE, &["test/fuse", "true"]).expect_success();
+        let layers = images.path().join("layers");
+        let before = snapshot(&layers);
         let out = images.run(
-            &["--storage-driver", "fuse-overlayfs"],
-            &["busybox", "sh", "-c", "touch /kept; grep ' / / ' /proc/self/mountinfo; ps -o comm | grep -c fuse; su nobody -s /bin/sh -c 'cat /etc/passwd' >/dev/null && echo nobody-reads"],
+            &FUSE,
+            &[
+                "test/fuse",
+                "sh",
+                "-c",
+                "grep ' / / ' /proc/self/mountinfo; cat /hello /secret; \
+                 echo changed > /hello; echo new > /added; busybox rm /bin/ls; \
+                 busybox touch /owned; busybox chown 7:7 /owned",
+            ],
         );
         out.expect_success();
         let lines = out.lines();
         assert!(
-            lines[0].contains(" - fuse.fuse-overlayfs "),
-            "/ should be fuse-overlayfs\n{out}"
+            lines
+                .first()
+                .is_some_and(|l| l.contains(" - fuse.fuse-overlayfs ")),
+            "/ should be a fuse-overlayfs mount\n{out}"
         );
         assert_eq!(
-            lines.get(1),
-            Some(&"0"),
-            "the daemon is not a process of the container\n{out}"
+            lines.get(1..3),
+            Some(&["from the image", "of user 100"][..]),
+            "the image's files, container root reading those of another of its users\n{out}"
         );
-        assert_eq!(lines.get(2), Some(&"nobody-reads"), "{out}");
+        assert_eq!(
+            snapshot(&layers),
+            before,
+            "the container wrote into the image's layers"
+        );
         let kept = images.containers();
-        assert_eq!(kept.len(), 1, "{kept:?}");
-        assert!(
-            images
-                .path()
-                .join("containers")
-                .join(&kept[0])
-                .join("upper/kept")
-                .exists()
+        assert_eq!(kept.len(), 2, "a writable layer per run: {kept:?}");
+        let written: Vec<PathBuf> = kept
+            .iter()
+            .map(|id| images.path().join("containers").join(id).join("upper"))
+            .filter(|upper| upper.join("added").exists())
+            .collect();
+        let [upper] = &written[..] else {
+            panic!("the second run's upper directory should hold /added: {written:?}")
+        };
+        assert_eq!(
+            std::fs::read_to_string(upper.join("hello")).expect("hello, copied up"),
+            "changed\n"
         );
-        let left = net::processes_mentioning(&images.path().to_string_lossy());
+        use std::os::unix::fs::FileTypeExt;
+        use std::os::unix::fs::MetadataExt;
+        let device = std::fs::symlink_metadata(upper.join("bin/ls"))
+            .is_ok_and(|ls| ls.file_type().is_char_device() && ls.rdev() == 0);
         assert!(
-            left.is_empty(),
-            "fuse-overlayfs outlived the container: {left:?}"
+            device || upper.join("bin/.wh.ls").exists(),
+            "the upper directory should hold a whiteout of bin/ls (a 0:0 device or .wh.ls)"
         );
+        let owned = std::fs::metadata(upper.join("owned")).expect("owned");
+        assert_eq!(
+            owned.uid(),
+            images.host_uid(7),
+            "a file given to uid 7 in the container belongs to its host id"
+        );
+        let next = images.run(
+            &["--rm", FUSE[0], FUSE[1]],
+            &["test/fuse", "sh", "-c", "cat /hello; ls /bin/ls"],
+        );
+        next.expect_success();
+        assert_eq!(
+            next.lines(),
+            ["from the image", "/bin/ls"],
+            "the next run starts from the image\n{next}"
+        );
+        assert_nothing_left(images);
+    }
+
+    /// The container sees the image's files; its writes land in its upper directory
+    /// with the owners it gave them, never in the image's layers; nothing is left.
+    #[test]
+    fn serves_the_image_rootless() {
+        serves_the_image(&need!(Images::rootless()));
+    }
+
+    #[test]
+    fn serves_the_image_as_root() {
+        serves_the_image(&need!(Images::root()));
+    }
+
+    #[test]
+    fn a_whiteout_hides_the_file_below() {
+        need!(usable());
+        super::layers::a_whiteout_hides_the_file_below("fuse-overlayfs");
+    }
+
+    #[test]
+    fn an_opaque_directory_hides_the_lower_contents() {
+        need!(usable());
+        super::layers::an_opaque_directory_hides_the_lower_contents("fuse-overlayfs");
+    }
+
+    /// While the container runs, its fuse-overlayfs is a process of the host's PID and
+    /// mount namespaces, which the container's `ps` does not show.
+    #[test]
+    fn the_daemon_runs_outside_the_container() {
+        need!(usable());
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let mut running = images
+            .stage
+            .run()
+            .args(FUSE)
+            .cmd([
+                "busybox",
+                "sh",
+                "-c",
+                "ps -o comm | grep -c fuse; echo ready; read line; exit 0",
+            ])
+            .spawn();
+        assert_eq!(
+            running.read_line(),
+            "0",
+            "the container's ps shows fuse-overlayfs"
+        );
+        assert_eq!(running.read_line(), "ready");
+        let serving = daemons(&images);
+        assert_eq!(serving.len(), 1, "one fuse-overlayfs: {serving:?}");
+        let daemon = PathBuf::from(format!("/proc/{}", serving[0].0));
+        let container = PathBuf::from(format!("/proc/{}", running.container_pid()));
+        for ns in ["pid", "mnt"] {
+            let inode = |dir: &Path| std::fs::read_link(dir.join("ns").join(ns)).ok();
+            assert_eq!(
+                inode(&daemon),
+                inode(Path::new("/proc/self")),
+                "fuse-overlayfs should be in the host's {ns} namespace"
+            );
+            assert_ne!(inode(&daemon), inode(&container), "{ns}");
+        }
+        running.close_stdin();
+        running.wait().expect_success();
+        assert_nothing_left(&images);
+    }
+
+    /// SIGKILL of the container's first process: the runtime still stops the daemon.
+    #[test]
+    fn nothing_is_left_after_sigkill_of_the_container() {
+        need!(usable());
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let mut running = images
+            .stage
+            .run()
+            .args(FUSE)
+            .cmd(["busybox", "sh", "-c", "echo ready; read line"])
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        assert_eq!(
+            daemons(&images).len(),
+            1,
+            "fuse-overlayfs should serve the run"
+        );
+        nix::sys::signal::kill(running.container_pid(), Signal::SIGKILL).expect("kill");
+        running.wait().expect_code(128 + Signal::SIGKILL as i32);
+        assert_nothing_left(&images);
+    }
+
+    /// SIGKILL of the runtime, which cleans nothing up: the daemon dies of its
+    /// parent-death signal, and the mount with the container.
+    #[test]
+    fn nothing_is_left_after_sigkill_of_the_runtime() {
+        need!(usable());
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let mut running = images
+            .stage
+            .run()
+            .args(FUSE)
+            .cmd(["busybox", "sh", "-c", "echo ready; read line"])
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        let serving = daemons(&images);
+        assert_eq!(serving.len(), 1, "fuse-overlayfs should serve the run");
+        running.signal(Signal::SIGKILL);
+        let _ = running.wait();
+        assert!(
+            wait_for_exit(Pid::from_raw(serving[0].0), Duration::from_secs(10)),
+            "fuse-overlayfs outlived the runtime"
+        );
+        assert_nothing_left(&images);
+    }
+
+    /// A command that is not there: the run fails after the mount was made.
+    #[test]
+    fn nothing_is_left_after_a_failed_start() {
+        need!(usable());
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let out = images.run(&FUSE, &["busybox", "no-such-command"]);
+        out.expect_code(127);
+        assert_eq!(images.containers(), Vec::<String>::new(), "{out}");
+        assert_nothing_left(&images);
+    }
+
+    /// The store remembers, per kernel, whether overlay mounts in a user namespace
+    /// (this kernel's does): told that it does not, `auto` picks fuse-overlayfs and
+    /// `--explain` says why.
+    #[test]
+    fn auto_picks_it_where_the_kernel_refuses_overlay() {
+        need!(usable());
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        images.command(&["images"]).expect_success();
+        let kernel = nix::sys::utsname::uname().expect("uname");
+        let memory = images.path().join("overlay-probe");
+        std::fs::write(
+            &memory,
+            format!(
+                "{} EPERM: refused in a user namespace\n",
+                kernel.release().to_string_lossy()
+            ),
+        )
+        .expect("overlay-probe");
+        let out = images.run(
+            &["--rm", "--explain"],
+            &["busybox", "grep", " / / ", "/proc/self/mountinfo"],
+        );
+        out.expect_success();
+        assert!(
+            out.stdout.contains(" - fuse.fuse-overlayfs "),
+            "/ should be a fuse-overlayfs mount\n{out}"
+        );
+        assert!(
+            out.stderr
+                .contains("storage driver: fuse-overlayfs: no kernel overlay (")
+                && out.stderr.contains("refused in a user namespace"),
+            "--explain should name the driver and why\n{out}"
+        );
+        assert_nothing_left(&images);
+    }
+
+    /// `doctor` names fuse-overlayfs as usable, and the driver `auto` picks.
+    #[test]
+    fn doctor_says_which_driver_and_why() {
+        need!(usable());
+        let images = need!(Images::rootless());
+        let out = images.command(&["doctor"]);
+        let line = |name: &str| {
+            out.lines()
+                .into_iter()
+                .find(|line| line.split_whitespace().nth(1) == Some(name))
+                .map(str::to_owned)
+        };
+        let fuse = line("fuse-overlayfs:").unwrap_or_default();
+        assert!(
+            fuse.trim_start().starts_with("ok") && fuse.contains("/dev/fuse usable"),
+            "{out}"
+        );
+        let kernel = line("overlay:").unwrap_or_default();
+        let expected = if kernel.trim_start().starts_with("ok") {
+            "storage driver: overlay: this kernel mounts overlay"
+        } else {
+            "storage driver: fuse-overlayfs: no kernel overlay"
+        };
+        let driver = line("storage").unwrap_or_default();
+        assert!(driver.contains(expected), "expected {expected:?}\n{out}");
     }
 }
 

@@ -4,27 +4,41 @@ use std::path::Path;
 
 use common::doctor::{Outcome, Report};
 
+use crate::driver::Driver;
 use crate::store::Store;
 
 /// The checks of stage 5.
 pub fn check(report: &mut Report) {
-    let outcome = match crate::driver::probe() {
-        Ok(()) => Outcome::Ok(
-            "this kernel mounts overlay in a user namespace: images run on an overlay of their layers"
-                .into(),
-        ),
-        Err(why) => match crate::driver::fuse_usable() {
-            Ok(()) => Outcome::Warn(format!(
-                "{why:#}: images run on fuse-overlayfs instead (the same, in user space); \
-                 Linux 5.11 or later mounts overlay rootless"
-            )),
-            Err(no_fuse) => Outcome::Warn(format!(
-                "{why:#}, and {no_fuse:#}: images are copied instead (--storage-driver copy: \
-                 slower, a full copy per container); Linux 5.11 or later mounts overlay rootless"
-            )),
-        },
+    // Probed afresh, not read from the store's memory of it: doctor says what is.
+    let kernel = crate::driver::probe();
+    let fuse = crate::driver::fuse_usable();
+    let outcome = match &kernel {
+        Ok(()) => Outcome::Ok("this kernel mounts overlay in a user namespace".into()),
+        Err(why) => Outcome::Warn(format!(
+            "{why:#}: Linux 5.11 or later mounts overlay rootless"
+        )),
     };
     report.check("overlay", outcome);
+    let outcome = match (&fuse, &kernel) {
+        (Ok(binary), _) => Outcome::Ok(format!(
+            "{} and /dev/fuse usable: overlay in user space, the fallback (--storage-driver \
+             fuse-overlayfs)",
+            binary.display()
+        )),
+        (Err(why), Ok(())) => Outcome::Ok(format!(
+            "not usable ({why:#}); not needed while the kernel's overlay works"
+        )),
+        (Err(why), Err(_)) => Outcome::Warn(format!("{why:#}")),
+    };
+    report.check("fuse-overlayfs", outcome);
+    let (driver, why) = crate::driver::decide(&kernel, &fuse);
+    let outcome = match driver {
+        Driver::Copy => Outcome::Warn(format!(
+            "copy: {why}: every container gets a full copy of its image (slower to start)"
+        )),
+        _ => Outcome::Ok(format!("{driver}: {why}")),
+    };
+    report.check("storage driver", outcome);
     let outcome = if Path::new("/bin/busybox").is_file() {
         Outcome::Ok("/bin/busybox: the offline busybox image is made from it".into())
     } else {

@@ -6,7 +6,7 @@
 //! first that works here, as podman does; whether the kernel can is probed once per
 //! kernel and remembered in the store, since a probe costs a few milliseconds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::sched::{CloneFlags, unshare};
@@ -33,41 +33,61 @@ pub enum Driver {
 /// Where fuse-overlayfs is looked for.
 pub const FUSE_OVERLAYFS: &str = "fuse-overlayfs";
 
-// ANCHOR: choose_driver
-/// The driver `wanted` stands for here, and why (for `--explain` and `doctor`).
+impl std::fmt::Display for Driver {
+    /// The name `--storage-driver` takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(value) => f.write_str(value.get_name()),
+            None => write!(f, "{self:?}"),
+        }
+    }
+}
+
+/// The driver `wanted` stands for here, and why (for `--explain`).
 pub fn choose(wanted: Driver, store: &Store) -> (Driver, String) {
     if wanted != Driver::Auto {
         return (wanted, "asked for with --storage-driver".into());
     }
-    match kernel_overlay(store) {
-        Ok(()) => (
+    decide(&kernel_overlay(store), &fuse_usable())
+}
+
+// ANCHOR: choose_driver
+/// What `auto` picks, given whether the kernel mounts overlay in a user namespace and
+/// whether fuse-overlayfs can run, and why.
+pub fn decide(kernel: &Result<()>, fuse: &Result<PathBuf>) -> (Driver, String) {
+    match (kernel, fuse) {
+        (Ok(()), _) => (
             Driver::Overlay,
             "this kernel mounts overlay in a user namespace".into(),
         ),
-        Err(why) => match fuse_usable() {
-            Ok(()) => (
-                Driver::FuseOverlayfs,
-                format!("no kernel overlay ({why:#}); fuse-overlayfs is installed"),
+        (Err(no_overlay), Ok(binary)) => (
+            Driver::FuseOverlayfs,
+            format!(
+                "no kernel overlay ({no_overlay:#}); {} serves the same in user space",
+                binary.display()
             ),
-            Err(no_fuse) => (
-                Driver::Copy,
-                format!("no kernel overlay ({why:#}), and no fuse-overlayfs ({no_fuse:#})"),
-            ),
-        },
+        ),
+        (Err(no_overlay), Err(no_fuse)) => (
+            Driver::Copy,
+            format!("no kernel overlay ({no_overlay:#}) and no fuse-overlayfs ({no_fuse:#})"),
+        ),
     }
 }
 // ANCHOR_END: choose_driver
 
-/// Whether fuse-overlayfs can work: installed, and `/dev/fuse` readable and writable.
-pub fn fuse_usable() -> Result<()> {
-    if stage03_userns::which(FUSE_OVERLAYFS).is_none() {
-        bail!("{FUSE_OVERLAYFS} is not on PATH: apt-get install fuse-overlayfs");
-    }
+/// fuse-overlayfs's path, if it can work here: installed, and `/dev/fuse` readable
+/// and writable by us.
+pub fn fuse_usable() -> Result<PathBuf> {
+    let binary = stage03_userns::which(FUSE_OVERLAYFS).with_context(|| {
+        format!("{FUSE_OVERLAYFS} is not on PATH: apt-get install fuse-overlayfs")
+    })?;
     nix::unistd::access(
         "/dev/fuse",
         nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
     )
-    .context("/dev/fuse is not readable and writable (chmod 0666 /dev/fuse, as udev does)")
+    .context("/dev/fuse is not readable and writable (chmod 0666 /dev/fuse, as udev does)")?;
+    Ok(binary)
 }
 
 /// Whether the kernel mounts overlay as a container would, remembered per kernel in
@@ -108,25 +128,43 @@ pub fn probe() -> Result<()> {
     // SAFETY: called before any thread exists (prepare, doctor).
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
-            let mounted = mount_in_namespaces(dir.path(), root, uid.as_raw(), gid.as_raw());
+            // The errno is the exit code: the parent says what the kernel said.
+            let code = match mount_in_namespaces(dir.path(), root, uid.as_raw(), gid.as_raw()) {
+                Ok(()) => 0,
+                Err(errno) => errno as i32,
+            };
             // SAFETY: leave the forked copy at once.
-            unsafe { libc::_exit(i32::from(mounted.is_err())) }
+            unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => match waitpid(child, None)? {
-            WaitStatus::Exited(_, 0) => Ok(()),
-            _ => bail!("the kernel refused to mount overlay in a user namespace"),
-        },
+        ForkResult::Parent { child } => {
+            let context = if root {
+                "mount(overlay)"
+            } else {
+                "mount(overlay) in a user namespace"
+            };
+            match waitpid(child, None)? {
+                WaitStatus::Exited(_, 0) => Ok(()),
+                WaitStatus::Exited(_, code) => {
+                    bail!("{context}: {}", nix::errno::Errno::from_raw(code))
+                }
+                other => bail!("{context}: the probe ended: {other:?}"),
+            }
+        }
     }
 }
 
-fn mount_in_namespaces(dir: &Path, root: bool, uid: u32, gid: u32) -> Result<()> {
+fn mount_in_namespaces(dir: &Path, root: bool, uid: u32, gid: u32) -> nix::Result<()> {
     if root {
         unshare(CloneFlags::CLONE_NEWNS)?;
     } else {
         unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
-        std::fs::write("/proc/self/setgroups", "deny")?;
-        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
-        std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+        let write = |file: &str, text: String| {
+            std::fs::write(file, text)
+                .map_err(|err| nix::errno::Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)))
+        };
+        write("/proc/self/setgroups", "deny".into())?;
+        write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+        write("/proc/self/gid_map", format!("0 {gid} 1"))?;
     }
     let d = dir.display();
     let options = format!(
@@ -139,6 +177,48 @@ fn mount_in_namespaces(dir: &Path, root: bool, uid: u32, gid: u32) -> Result<()>
         Some("overlay"),
         nix::mount::MsFlags::empty(),
         Some(options.as_str()),
-    )?;
-    Ok(())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> Result<()> {
+        Err(anyhow::anyhow!("EPERM"))
+    }
+
+    #[test]
+    fn the_kernels_overlay_comes_first() {
+        let (driver, why) = decide(&Ok(()), &Ok(PathBuf::from("/usr/bin/fuse-overlayfs")));
+        assert_eq!(driver, Driver::Overlay);
+        assert!(why.contains("this kernel mounts overlay"), "{why}");
+    }
+
+    #[test]
+    fn fuse_overlayfs_where_the_kernel_refuses() {
+        let (driver, why) = decide(&refused(), &Ok(PathBuf::from("/usr/bin/fuse-overlayfs")));
+        assert_eq!(driver, Driver::FuseOverlayfs);
+        assert!(
+            why.contains("EPERM") && why.contains("/usr/bin/fuse-overlayfs"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_copy_where_neither_works() {
+        let no_fuse = Err(anyhow::anyhow!("not on PATH"));
+        let (driver, why) = decide(&refused(), &no_fuse);
+        assert_eq!(driver, Driver::Copy);
+        assert!(
+            why.contains("EPERM") && why.contains("not on PATH"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn drivers_are_shown_as_the_option_names_them() {
+        assert_eq!(Driver::FuseOverlayfs.to_string(), "fuse-overlayfs");
+        assert_eq!(Driver::Overlay.to_string(), "overlay");
+    }
 }

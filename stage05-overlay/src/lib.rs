@@ -61,7 +61,8 @@ pub struct Args {
         help_heading = "Stage 5: an image"
     )]
     pub user: Option<String>,
-    /// How the root is made of the image's layers: auto (the first that works of overlay, fuse-overlayfs, copy), overlay, fuse-overlayfs, copy.
+    /// How the root is made of the image's layers (auto: the first of overlay,
+    /// fuse-overlayfs and copy that works here).
     #[arg(
         long,
         value_name = "DRIVER",

@@ -19,6 +19,11 @@
 //! the root of a user namespace mount one, with `userxattr`: overlay's own notes,
 //! such as opaque directories, are then `user.overlay.*` attributes), and hands its
 //! root to stage 2's layer, which pivots into it as into a `--rootfs`.
+//!
+//! That is the `overlay` storage driver. Where the kernel cannot mount an overlay in a
+//! user namespace, `fuse-overlayfs` serves the same from user space ([`crate::fuse`]:
+//! the child mounts `/dev/fuse`, a daemon the parent starts answers it), and where that
+//! is missing too, the layers are copied; [`crate::driver`] chooses.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -32,7 +37,7 @@ use stage02_mountns::newmount;
 use crate::config;
 use crate::container::Container;
 use crate::driver::{self, Driver};
-use crate::fuse::Fuse;
+use crate::fuse;
 use crate::reference::Reference;
 use crate::store::{Lease, Store};
 use crate::userns::as_container_root;
@@ -61,8 +66,9 @@ pub struct Overlay {
     container: Option<Container>,
     /// The driver `prepare` chose.
     driver: Driver,
-    /// fuse-overlayfs, while it serves the container's root.
-    fuse: Option<Fuse>,
+    /// fuse-overlayfs: the socket the child sends `/dev/fuse` over, then the daemon.
+    channel: Option<fuse::Channel>,
+    daemon: Option<fuse::Daemon>,
     /// Holds the image's blobs and layers while the container runs: no `rmi` or gc
     /// takes them away.
     lease: Option<Lease>,
@@ -77,7 +83,8 @@ impl Overlay {
             blobs: Vec::new(),
             container: None,
             driver: Driver::Auto,
-            fuse: None,
+            channel: None,
+            daemon: None,
             lease: None,
             rootless: !nix::unistd::geteuid().is_root(),
         }
@@ -146,17 +153,29 @@ impl Layer for Overlay {
             cx.process.user = Some(crate::user::resolve(&spec, &self.lowers)?);
         }
         let (driver, why) = driver::choose(self.options.driver, &store);
-        explain::step(format_args!("storage driver: {driver:?}"), &why);
+        explain::step(format_args!("storage driver: {driver}"), &why);
+        if driver == Driver::Copy && self.options.driver == Driver::Auto {
+            eprintln!(
+                "{}: notice: {why}: the image is copied instead",
+                crate::NAME
+            );
+        }
         self.driver = driver;
         self.container = Some(Container::create(&store)?);
+        if driver == Driver::FuseOverlayfs {
+            // Made last, so that no process forked before `clone` holds an end.
+            self.channel = Some(fuse::Channel::new()?);
+        }
         Ok(())
     }
+    // ANCHOR_END: overlay_prepare
 
+    // ANCHOR: fuse_parent
     fn parent(&mut self, cx: &mut Parent) -> Result<()> {
-        // fuse-overlayfs is started from outside, into the child's namespaces.
-        if self.driver != Driver::FuseOverlayfs {
+        // fuse-overlayfs's daemon is started from outside, and waits for the child.
+        let Some(channel) = self.channel.as_mut() else {
             return Ok(());
-        }
+        };
         let container = self.container.as_ref().context("no container directory")?;
         let binary = stage03_userns::which(driver::FUSE_OVERLAYFS)
             .context("fuse-overlayfs is not on PATH: apt-get install fuse-overlayfs")?;
@@ -165,23 +184,17 @@ impl Layer for Overlay {
             .iter()
             .map(|dir| option_path(dir))
             .collect::<Result<Vec<_>>>()?;
-        // fuse-overlayfs takes overlay's classic list, and lets every user of the
-        // container in (not only the one who mounted it).
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={},allow_other",
-            lowers.join(":"),
-            option_path(&container.upper())?,
-            option_path(&container.work())?,
+        let options = fuse_options(
+            &lowers,
+            &option_path(&container.upper())?,
+            &option_path(&container.work())?,
+            self.options.remove,
         );
-        self.fuse = Some(crate::fuse::start(
-            &binary,
-            cx.pid,
-            &options,
-            &container.root(),
-        )?);
+        let log = container.path().join("fuse-overlayfs.log");
+        self.daemon = Some(channel.start(&binary, cx.pid, &options, &log)?);
         Ok(())
     }
-    // ANCHOR_END: overlay_prepare
+    // ANCHOR_END: fuse_parent
 
     fn child(&mut self, cx: &mut Child<'_>) -> Result<()> {
         let container = self.container.as_ref().context("no container directory")?;
@@ -199,8 +212,11 @@ impl Layer for Overlay {
                 }
                 Err(err) => return Err(err),
             },
-            // Mounted already, by the parent: its root is the container's.
-            Driver::FuseOverlayfs => At::open_dir(&container.root())?,
+            Driver::FuseOverlayfs => self
+                .channel
+                .as_mut()
+                .context("no channel to fuse-overlayfs")?
+                .mount(&At::open_dir(&container.root())?)?,
             Driver::Copy => self.copy(container)?,
         };
         cx.root = Some(OwnedFd::from(root));
@@ -209,7 +225,12 @@ impl Layer for Overlay {
 
     fn cleanup(&mut self, cx: &mut Cleanup) {
         // The container is gone: fuse-overlayfs stops serving its root.
-        self.fuse = None;
+        self.channel = None;
+        if let Some(mut daemon) = self.daemon.take()
+            && let Some(why) = daemon.stop()
+        {
+            eprintln!("{}: warning: {why}", crate::NAME);
+        }
         // A run that never started leaves no container behind, --rm or not.
         if (self.options.remove || !cx.started)
             && let Some(container) = self.container.take()
@@ -334,6 +355,19 @@ pub fn overlay_options(
     // ANCHOR_END: overlay_options
 }
 
+/// fuse-overlayfs's options: overlay's classic `lowerdir` list (top first), and
+/// `volatile` (no fsync) for a container removed when it exits.
+pub fn fuse_options(lowers: &[String], upper: &str, work: &str, volatile: bool) -> String {
+    let mut options = format!(
+        "lowerdir={},upperdir={upper},workdir={work}",
+        lowers.join(":")
+    );
+    if volatile {
+        options.push_str(",volatile");
+    }
+    options
+}
+
 /// A path as an overlay option: `,` separates options and `:` lower directories, so a
 /// path holding either cannot be given.
 fn option_path(path: &Path) -> Result<String> {
@@ -347,4 +381,29 @@ fn option_path(path: &Path) -> Result<String> {
         );
     }
     Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuse_overlayfs_takes_one_lowerdir_list_top_first() {
+        let lowers = [
+            "/s/layers/top/diff".to_owned(),
+            "/s/layers/base/diff".to_owned(),
+        ];
+        assert_eq!(
+            fuse_options(&lowers, "/c/upper", "/c/work", false),
+            "lowerdir=/s/layers/top/diff:/s/layers/base/diff,upperdir=/c/upper,workdir=/c/work"
+        );
+        assert!(fuse_options(&lowers, "/c/upper", "/c/work", true).ends_with(",volatile"));
+    }
+
+    #[test]
+    fn a_path_that_would_split_an_option_is_refused() {
+        assert!(option_path(Path::new("/a,b")).is_err());
+        assert!(option_path(Path::new("/a:b")).is_err());
+        assert_eq!(option_path(Path::new("/a/b")).ok().as_deref(), Some("/a/b"));
+    }
 }
