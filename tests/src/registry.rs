@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::skip::Skip;
+use crate::workspace;
 
 const BINARY: &str = "/usr/bin/docker-registry";
 
@@ -34,7 +35,7 @@ impl Registry {
                 "docker-registry is not installed (apt-get install docker-registry)".into(),
             ));
         }
-        if which("skopeo").is_none() {
+        if workspace::which("skopeo").is_none() {
             return Err(Skip(
                 "skopeo is not installed (apt-get install skopeo)".into(),
             ));
@@ -118,12 +119,4 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
 }

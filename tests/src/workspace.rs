@@ -29,3 +29,12 @@ pub fn graders_dir() -> PathBuf {
         .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
     dir
 }
+
+/// The first `program` on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
