@@ -23,6 +23,8 @@
 //! - [`groups`]: a group of the machine, made by a grader and removed after it;
 //! - [`private_etc`]: root's runs in a mount namespace whose `/etc` is an overlay of
 //!   the host's, for graders of `/etc/subuid` in states no machine should be in;
+//! - [`vm`]: a virtual machine with a pure cgroup v2, for the graders of cgroups
+//!   (stage06): a script, and the host binaries it runs, in Debian's kernel under qemu;
 //! - [`workspace`]: where the workspace and the graders' build directories are;
 //! - [`checks`]: graders that every stage passes the same way (exit codes, signals, the
 //!   rootfs, ...).
@@ -43,6 +45,7 @@ pub mod runtime;
 pub mod skip;
 pub mod terminal;
 pub mod users;
+pub mod vm;
 pub mod workspace;
 
 pub use leaks::{LeakCheck, Marker};

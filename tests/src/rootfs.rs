@@ -175,7 +175,7 @@ fn populate(root: &Path) -> Result<(), String> {
 }
 
 /// Every applet's path relative to `/`, e.g. `bin/ls`, `usr/bin/wget`.
-fn applets() -> Result<Vec<String>, String> {
+pub(crate) fn applets() -> Result<Vec<String>, String> {
     let output = Command::new(BUSYBOX)
         .arg("--list-full")
         .output()

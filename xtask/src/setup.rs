@@ -29,6 +29,8 @@ pub const PACKAGES: &[&str] = &[
     "tar",             // stage 5: GNU tar, the benchmark's reference for one layer
     "openssl",         // stage 5: the token server's key and certificate
     "fuse-overlayfs",  // stage 5: overlay in user space, where the kernel has none
+    "qemu-system-x86", // stage 6: a VM with a pure cgroup v2 (tests/src/vm.rs)
+    "xz-utils",        // stage 6: the VM's kernel, decompressed once on the host
 ];
 
 /// The mdBook the book is written for.
