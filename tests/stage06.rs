@@ -478,3 +478,97 @@ mod bad_input {
         assert!(!Path::new("/sys/fs/cgroup/memory/escape").exists());
     }
 }
+
+/// cgroup v2, for real: in a VM whose only hierarchy is cgroup2 (`keel_graders::vm`),
+/// the same limits, read from v2's files (`memory.events`, `pids.max`, `cpu.stat`), as
+/// root and as a user in the subtree delegated to it. One boot per identity.
+mod cgroup_v2 {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use keel_graders::vm::{self, Script};
+
+    use super::*;
+
+    /// The checks, as root or (with `as-user`) as the user; `key=value` lines.
+    const SCRIPT: &str = r#"
+mkdir -p /tmp/rootfs/bin /tmp/rootfs/etc /tmp/rootfs/proc /tmp/rootfs/dev /tmp/rootfs/sys /tmp/rootfs/tmp
+touch /tmp/rootfs/etc/hosts /tmp/rootfs/etc/hostname /tmp/rootfs/etc/resolv.conf
+cp /bin/busybox /tmp/rootfs/bin/
+for applet in sh cat head tail tr seq sleep grep timeout ls; do ln -s busybox /tmp/rootfs/bin/$applet; done
+chmod -R a+rX /tmp/rootfs
+checks='
+    K="keel-stage06 run --rm --network none --rootfs $ROOTFS"
+    hog=0
+    $K --memory 32m --memory-swap 32m -- sh -c "x=\$(head -c 100m /dev/zero | tr \"\\0\" a)" 2>/tmp/hog.err || hog=$?
+    cat /tmp/hog.err >&2
+    echo "hog_code=$hog"
+    echo "hog_said=$(grep -c "memory limit (32MiB)" /tmp/hog.err)"
+    $K --memory 32m --memory-swap 32m -- sh -c "head -c 100m /dev/zero | tail >/dev/null; grep oom_kill /sys/fs/cgroup/memory.events | tr \" \" =" 2>/dev/null
+    $K --pids-limit 20 -- sh -c "sh -c \"for i in \\\$(seq 60); do sleep 30 & done\" 2>/dev/null; set -- /proc/[0-9]*; echo processes=\$#; kill -9 -1; wait; echo pids_max=\$(cat /sys/fs/cgroup/pids.max)"
+    $K --cpus 0.2 -- sh -c "timeout 1 sh -c \"while :; do :; done\"; echo cpu_max=\$(cat /sys/fs/cgroup/cpu.max | tr \" \" :); grep nr_throttled /sys/fs/cgroup/cpu.stat | tr \" \" ="
+    echo "cgroup=$($K --memory 64m -- cat /proc/self/cgroup)"
+    echo "left=$(find $PARENT -mindepth 1 -type d 2>/dev/null | wc -l)"
+'
+"#;
+
+    fn values(stdout: &str) -> BTreeMap<&str, &str> {
+        stdout.lines().filter_map(|l| l.split_once('=')).collect()
+    }
+
+    fn check(run: &vm::Finished) {
+        let values = values(&run.output.stdout);
+        let stdout = &run.output;
+        let get = |key: &str| {
+            *values
+                .get(key)
+                .unwrap_or_else(|| panic!("no {key}= in the VM's output\n{stdout}"))
+        };
+        assert_eq!(get("hog_code"), "137", "{stdout}");
+        assert_eq!(get("hog_said"), "1", "the runtime should say why\n{stdout}");
+        assert_eq!(get("oom_kill"), "1", "memory.events' oom_kill\n{stdout}");
+        let processes: u32 = get("processes").parse().expect("a count");
+        assert!((10..=20).contains(&processes), "{stdout}");
+        assert_eq!(get("pids_max"), "20", "{stdout}");
+        assert_eq!(get("cpu_max"), "20000:100000", "{stdout}");
+        let throttled: u64 = get("nr_throttled").parse().expect("a count");
+        assert!(throttled > 0, "never throttled\n{stdout}");
+        assert_eq!(get("cgroup"), "0::/", "its cgroup is its root\n{stdout}");
+        assert_eq!(get("left"), "0", "cgroups left behind\n{stdout}");
+    }
+
+    fn binary() -> &'static str {
+        env!("CARGO_BIN_EXE_keel-stage06")
+    }
+
+    #[test]
+    fn limits_as_root() {
+        let script = format!(
+            "{SCRIPT}\nexport ROOTFS=/tmp/rootfs PARENT=/sys/fs/cgroup/keel\nsh -c \"$checks\"\n"
+        );
+        let run = need!(
+            Script::new(script)
+                .binary_at(binary(), "/usr/local/bin/keel-stage06")
+                .timeout(Duration::from_secs(120))
+                .run()
+        );
+        check(&run);
+    }
+
+    #[test]
+    fn limits_as_a_user_with_a_delegated_subtree() {
+        let script = format!(
+            "{SCRIPT}\nas-user env PARENT={}/keel checks=\"$checks\" sh -c 'cp -r /tmp/rootfs ~/rootfs; ROOTFS=~/rootfs sh -c \"$checks\"'\n",
+            vm::DELEGATED
+        );
+        let run = need!(
+            Script::new(script)
+                .binary_at(binary(), "/usr/local/bin/keel-stage06")
+                .binary("/usr/bin/newuidmap")
+                .binary("/usr/bin/newgidmap")
+                .timeout(Duration::from_secs(120))
+                .run()
+        );
+        check(&run);
+    }
+}
