@@ -350,9 +350,6 @@ impl Contender {
 pub(crate) struct Cost {
     pub(crate) wall: Duration,
     pub(crate) cpu: Duration,
-    /// The largest resident set of the process tree, in KiB: the runtime's own, as a
-    /// container's `/bin/true` is smaller.
-    pub(crate) max_rss_kib: u64,
 }
 
 /// Runs the comparison, `runs` times each.
@@ -360,9 +357,12 @@ pub fn run(runs: usize) -> Result<()> {
     Setup::new(CONTENDERS, false)?.compare(runs, "unshare")
 }
 
-/// Stage 6's start-up against the other runtimes (`cargo xtask bench start`).
+/// Stage 6's start-up against the other runtimes (`cargo xtask bench start`), then
+/// each one's peak memory.
 pub fn run_start(runs: usize) -> Result<()> {
-    Setup::new(START_CONTENDERS, false)?.compare(runs, "unshare")
+    let setup = Setup::new(START_CONTENDERS, false)?;
+    setup.compare(runs, "unshare")?;
+    setup.peak_memory()
 }
 
 /// Stage 4's start-up against stage 3's, then the throughput of its port drivers
@@ -480,6 +480,56 @@ impl Setup {
             _place: place,
             _memfds: memfds,
         })
+    }
+
+    /// Prints the largest resident set of each command's process tree, from one run
+    /// under GNU time (`%M`). Not from the timed runs: a process forked from this large
+    /// one starts its high-water mark at this one's size, and exec does not reset it;
+    /// forked from the small `time`, it starts near 1 MB (`time true` shows the floor).
+    fn peak_memory(&self) -> Result<()> {
+        let Some(time) = workspace::which("time").filter(|t| t.starts_with("/usr/bin")) else {
+            println!("\npeak memory: skipped (GNU time is not installed: apt-get install time)");
+            return Ok(());
+        };
+        let ids = self.user.as_ref().map(|u| (u.uid, u.gid));
+        let report = tempfile::NamedTempFile::new()?;
+        let width = name_width(self.chosen.iter().map(|c| c.name));
+        println!("\npeak resident set of the process tree (GNU time's %M, one run each)");
+        let mut floor = Command::new(&time);
+        floor
+            .args(["-f", "%M", "-o"])
+            .arg(report.path())
+            .arg("true");
+        measure(&mut floor)?;
+        let kib = |path: &Path| -> Result<f64> {
+            let text = fs::read_to_string(path)?;
+            Ok(text.trim().parse::<f64>()? / 1024.0)
+        };
+        println!(
+            "{:<width$} {:>6.1} MB",
+            "time true (the floor)",
+            kib(report.path())?
+        );
+        for contender in &self.chosen {
+            let inner = contender.command(&self.places, ids);
+            let mut wrapped = Command::new(&time);
+            wrapped
+                .args(["-f", "%M", "-o"])
+                .arg(report.path())
+                .arg(inner.get_program())
+                .args(inner.get_args());
+            for (key, value) in inner.get_envs() {
+                if let Some(value) = value {
+                    wrapped.env(key, value);
+                }
+            }
+            if let (As::User, Some((uid, gid))) = (contender.runs_as, ids) {
+                wrapped.uid(uid).gid(gid);
+            }
+            measure(&mut wrapped)?;
+            println!("{:<width$} {:>6.1} MB", contender.name, kib(report.path())?);
+        }
+        Ok(())
     }
 
     /// Runs every chosen command `runs` times, taking turns, and prints the tables,
@@ -611,8 +661,7 @@ impl Drop for BenchUser {
     }
 }
 
-/// One run's wall and CPU time and peak memory; fails with the command's stderr if it
-/// fails.
+/// One run's wall and CPU time; fails with the command's stderr if it fails.
 pub(crate) fn measure(command: &mut Command) -> Result<Cost> {
     command
         .stdin(Stdio::null())
@@ -625,7 +674,7 @@ pub(crate) fn measure(command: &mut Command) -> Result<Cost> {
         std::io::Read::read_to_end(&mut pipe, &mut stderr)?;
     }
     // wait4 rather than Child::wait: it also returns the child's resource usage, its
-    // reaped descendants' included (CPU time summed, resident set the largest).
+    // reaped descendants' included.
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid, and wait4 fills it in.
     let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
@@ -645,15 +694,11 @@ pub(crate) fn measure(command: &mut Command) -> Result<Cost> {
             String::from_utf8_lossy(&stderr)
         );
     }
-    Ok(Cost {
-        wall,
-        cpu,
-        max_rss_kib: usage.ru_maxrss as u64,
-    })
+    Ok(Cost { wall, cpu })
 }
 
 /// Prints one table: a row per name with its costs' median, p10 and p90 (and the CPU
-/// time's median, and the largest resident set seen, in MiB), each compared with the first row whose name starts with `baseline`.
+/// time's median), each compared with the first row whose name starts with `baseline`.
 pub(crate) fn report(
     who: &str,
     names: &[&str],
@@ -684,26 +729,23 @@ pub(crate) fn report(
     );
     let width = name_width(names.iter().copied());
     println!(
-        "{:<width$} {:>8} {:>8} {:>8} {:>9} {:>8}  vs {}",
+        "{:<width$} {:>8} {:>8} {:>8} {:>9}  vs {}",
         "command",
         "median",
         "p10",
         "p90",
         "cpu med",
-        "max rss",
         baseline.map_or("-", |b| b.0)
     );
     for (i, name) in names.iter().enumerate() {
         let median = ms(percentile(&walls[i], 50.0));
         let ratio = baseline.map_or("-".to_owned(), |(_, base)| format!("{:.2}x", median / base));
-        let rss = costs[i].iter().map(|c| c.max_rss_kib).max().unwrap_or(0);
         println!(
-            "{:<width$} {median:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>6.1}MB  {ratio}",
+            "{:<width$} {median:>8.2} {:>8.2} {:>8.2} {:>9.2}  {ratio}",
             name,
             ms(percentile(&walls[i], 10.0)),
             ms(percentile(&walls[i], 90.0)),
             ms(percentile(&cpus[i], 50.0)),
-            rss as f64 / 1024.0,
         );
     }
 }

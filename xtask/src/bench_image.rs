@@ -314,7 +314,6 @@ fn pull_and_unpack(
                     Ok(Cost {
                         wall: copied.wall + unpacked.wall,
                         cpu: copied.cpu + unpacked.cpu,
-                        max_rss_kib: copied.max_rss_kib.max(unpacked.max_rss_kib),
                     })
                 });
                 remove(&layout)?;

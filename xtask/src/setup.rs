@@ -31,6 +31,7 @@ pub const PACKAGES: &[&str] = &[
     "fuse-overlayfs",  // stage 5: overlay in user space, where the kernel has none
     "qemu-system-x86", // stage 6: a VM with a pure cgroup v2 (tests/src/vm.rs)
     "xz-utils",        // stage 6: the VM's kernel, decompressed once on the host
+    "time",            // stage 6: GNU time, the start-up benchmark's peak memory
 ];
 
 /// The mdBook the book is written for.
