@@ -40,6 +40,12 @@ pub trait Stage {
     fn layers(args: &Self::Args) -> Result<Vec<Box<dyn Layer>>>;
     /// The previous stage's checks plus this stage's.
     fn doctor(report: &mut Report);
+    /// Runs the container: the runner, with this stage's layers. A stage that keeps
+    /// state about its containers (stage 6) runs them its own way.
+    fn run(process: Process, args: &Self::Args) -> Result<i32> {
+        let mut layers = Self::layers(args)?;
+        crate::runner::run(process, &mut layers)
+    }
 }
 
 /// Options of `run` that belong to no layer: what to run and how to show it.
@@ -184,10 +190,7 @@ fn run_stage<S: Stage>(run: Run<S::Args>, meant: Option<&str>) -> i32 {
     let result = crate::fds::close_inherited()
         .and_then(|()| crate::sealed::ensure())
         .and_then(|()| process_of(&run))
-        .and_then(|process| {
-            let mut layers = S::layers(&run.stage)?;
-            crate::runner::run(process, &mut layers)
-        });
+        .and_then(|process| S::run(process, &run.stage));
     match result {
         Ok(code) => code,
         Err(err) => match meant {

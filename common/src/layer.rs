@@ -85,6 +85,11 @@ pub struct MadeFile {
 /// host's point of view, adjust the process.
 #[derive(Debug)]
 pub struct Prepare<'a> {
+    /// The container's id: 12 hexadecimal digits, decided once before any layer
+    /// prepares. Every layer names what it makes on the host after it (stage 4's run
+    /// directory, stage 5's writable layer, stage 6's cgroup), so that a runtime that
+    /// finds a dead container's id can find all of it.
+    pub id: &'a str,
     /// The command the container will run.
     pub process: &'a mut Process,
     /// Files for the container: a layer adds them, and the layer that builds the root

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 use crate::exit::{self, Failure, RUNTIME_FAILED};
 use crate::explain;
@@ -39,7 +40,31 @@ const STACK_SIZE: usize = 1024 * 1024;
 /// Errors of the runtime itself come back as `Err` (exit code 125, or 126/127 when the
 /// command cannot be executed or found); the command's own failures are its exit code.
 /// Every layer's `cleanup` has run when this returns, whatever happened.
-pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
+pub fn run(process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
+    run_container(&crate::state::new_id()?, process, layers, &mut |_| Ok(()))
+}
+
+/// The container, once its command runs: what a runtime that keeps state records.
+#[derive(Debug)]
+pub struct Started<'a> {
+    /// Its PID 1, as the host sees it.
+    pub pid: Pid,
+    /// The command, as the layers left it (the image's environment, its user).
+    pub process: &'a Process,
+}
+
+/// [`run`] for the container `id` (see [`Prepare::id`]); `on_start` is called once the
+/// command runs, before the runner waits for it: an error there kills the container.
+///
+/// This is where runc's `create`/`start` split would go: `create` would be everything
+/// up to the "go" release below (prepare, clone, the parent phases), and `start` the
+/// release itself; the child already waits for it.
+pub fn run_container(
+    id: &str,
+    mut process: Process,
+    layers: &mut [Box<dyn Layer>],
+    on_start: &mut dyn FnMut(&Started<'_>) -> Result<()>,
+) -> Result<i32> {
     let clone_flags = layers
         .iter()
         .fold(CloneFlags::empty(), |all, layer| all | layer.clone_flags());
@@ -53,10 +78,11 @@ pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
         code: None,
     };
     let result = start_and_wait(
-        &mut process,
+        (id, &mut process),
         layers,
         (clone_flags, unshare_flags),
         &mut cleanup,
+        on_start,
     );
 
     // Cleanup runs in reverse order, like destructors: the last thing set up is the
@@ -70,10 +96,11 @@ pub fn run(mut process: Process, layers: &mut [Box<dyn Layer>]) -> Result<i32> {
 
 /// `flags`: the namespaces `clone` makes, and those the child unshares.
 fn start_and_wait(
-    process: &mut Process,
+    (id, process): (&str, &mut Process),
     layers: &mut [Box<dyn Layer>],
     (clone_flags, unshare_flags): (CloneFlags, CloneFlags),
     outcome: &mut Cleanup,
+    on_start: &mut dyn FnMut(&Started<'_>) -> Result<()>,
 ) -> Result<i32> {
     // What the layers are told: every namespace the child will have.
     let namespaces = clone_flags | unshare_flags;
@@ -81,6 +108,7 @@ fn start_and_wait(
     for layer in layers.iter_mut() {
         layer
             .prepare(&mut Prepare {
+                id,
                 process,
                 files: &mut files,
                 clone_flags: namespaces,
@@ -154,6 +182,10 @@ fn start_and_wait(
         parent_end.wait_for_exec()
     })();
 
+    let setup = setup.and_then(|terminal| {
+        on_start(&Started { pid, process })?;
+        Ok(terminal)
+    });
     let terminal = match setup {
         Ok(terminal) => terminal,
         Err(err) => {

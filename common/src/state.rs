@@ -113,6 +113,41 @@ fn state_and_start_time(pid: u32) -> Option<(char, u64)> {
     Some((state, fields.get(19)?.parse().ok()?))
 }
 
+/// A new container id: 12 random hexadecimal digits, as docker's short ids.
+pub fn new_id() -> Result<String> {
+    let mut random = [0u8; 6];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("reading /dev/urandom")?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether `text` is a container id as [`new_id`] makes them.
+pub fn is_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Writes `path` whole or not at all: the bytes go to a temporary file beside it,
+/// which is then renamed over it (a reader sees the old file or the new one).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    fs::write(&temp, bytes).with_context(|| format!("writing {}", temp.display()))?;
+    fs::rename(&temp, path).with_context(|| {
+        let _ = fs::remove_file(&temp);
+        format!("renaming {} to {}", temp.display(), path.display())
+    })
+}
+
+/// When process `pid` started (clock ticks after boot), if it exists and has not
+/// exited: recorded beside a PID, it tells the process from a later one with its PID.
+pub fn start_time(pid: u32) -> Option<u64> {
+    match state_and_start_time(pid)? {
+        ('Z' | 'X', _) => None,
+        (_, start) => Some(start),
+    }
+}
+
 /// A directory of one run's own, in the runtime directory; removed when dropped.
 #[derive(Debug)]
 pub struct RunDir {
@@ -120,18 +155,13 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// `<runtime dir>/<prefix>-<12 random hex digits>`, made mode 0711, with an
+    /// `<runtime dir>/<prefix>-<id>` for the container `id`, made mode 0711, with an
     /// `owner` file naming this process. Directories of `prefix` that a runtime killed
     /// by SIGKILL left behind (their owner is gone) are removed first.
-    pub fn create(prefix: &str) -> Result<Self> {
+    pub fn create(prefix: &str, id: &str) -> Result<Self> {
         let base = runtime_dir()?;
         remove_abandoned(&base, prefix);
-        let mut random = [0u8; 6];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut random))
-            .context("reading /dev/urandom")?;
-        let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let path = base.join(format!("{prefix}-{id}"));
+        let path = Self::path_of(&base, prefix, id);
         fs::DirBuilder::new()
             .mode(0o711)
             .create(&path)
@@ -141,6 +171,11 @@ impl RunDir {
         fs::write(run.path.join(OWNER), format!("{owner}\n"))
             .with_context(|| format!("writing {}", run.path.join(OWNER).display()))?;
         Ok(run)
+    }
+
+    /// Where the run directory of `prefix` for the container `id` is, in `base`.
+    pub fn path_of(base: &Path, prefix: &str, id: &str) -> PathBuf {
+        base.join(format!("{prefix}-{id}"))
     }
 
     /// The directory.

@@ -169,7 +169,7 @@ impl Layer for Network {
             );
         }
         if self.config.mode.needs_run_dir() {
-            self.dir = Some(RunDir::create("net")?);
+            self.dir = Some(RunDir::create("net", cx.id)?);
         }
         if self.config.mode == Mode::Bridge {
             // Before clone: the child configures this address itself, and /etc/hosts

@@ -8,7 +8,6 @@
 //! ```
 
 use std::fs::{self, DirBuilder};
-use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -23,20 +22,15 @@ pub struct Container {
 }
 
 impl Container {
-    /// A new container directory in `store`.
-    pub fn create(store: &Store) -> Result<Self> {
+    /// The directory of the container `id` in `store`, made now.
+    pub fn create(store: &Store, id: &str) -> Result<Self> {
         let containers = store.root().join("containers");
         DirBuilder::new()
             .mode(0o700)
             .recursive(true)
             .create(&containers)
             .with_context(|| format!("creating {}", containers.display()))?;
-        let mut random = [0u8; 8];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut random))
-            .context("reading /dev/urandom")?;
-        let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = containers.join(id);
+        let dir = Self::path_in(store.root(), id);
         DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -54,6 +48,16 @@ impl Container {
                 .with_context(|| format!("creating {}", path.display()))?;
         }
         Ok(container)
+    }
+
+    /// Where the directory of the container `id` is, in the store at `root`.
+    pub fn path_in(root: &Path, id: &str) -> PathBuf {
+        root.join("containers").join(id)
+    }
+
+    /// The container directory at `dir`, made earlier (to remove it).
+    pub fn at(dir: PathBuf) -> Self {
+        Self { dir }
     }
 
     /// The directory.

@@ -161,7 +161,7 @@ impl Layer for Overlay {
             );
         }
         self.driver = driver;
-        self.container = Some(Container::create(&store)?);
+        self.container = Some(Container::create(&store, cx.id)?);
         if driver == Driver::FuseOverlayfs {
             // Made last, so that no process forked before `clone` holds an end.
             self.channel = Some(fuse::Channel::new()?);

@@ -1,10 +1,9 @@
 //! The cgroups layer: a cgroup made and limited before `clone`, the child moved into it
 //! while it waits, a cgroup namespace inside, and the cgroup removed after exit.
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use common::Layer;
 use common::layer::{Child, Cleanup, Parent, Prepare};
 
@@ -43,7 +42,7 @@ impl Layer for Cgroups {
     // ANCHOR: prepare
     /// Before `clone`: decide where the cgroup goes, make it and write its limits. A
     /// limit the kernel refuses stops the run before anything started.
-    fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
+    fn prepare(&mut self, cx: &mut Prepare<'_>) -> Result<()> {
         let mode = Mode::detect()?;
         let root = nix::unistd::geteuid().is_root();
         let placement = placement::place(mode, &self.parent, root)?;
@@ -56,7 +55,7 @@ impl Layer for Cgroups {
         }
         let cgroup = Cgroup::create(
             &placement,
-            &random_id()?,
+            cx.id,
             self.limits.blkio_weight.is_some(),
         )?;
         let settings = if cgroup.is_v2() {
@@ -126,15 +125,6 @@ fn v1_names(cgroup: &Cgroup) -> Result<Vec<String>> {
         .filter(|m| cgroup.paths().any(|p| p.starts_with(&m.path)))
         .map(|m| m.controllers.join(","))
         .collect())
-}
-
-/// A container's id: 12 random hexadecimal digits, as docker's short ids.
-fn random_id() -> Result<String> {
-    let mut random = [0u8; 6];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
-        .context("reading /dev/urandom")?;
-    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Prints `notice` the first time only: a marker in the runtime directory (a tmpfs
