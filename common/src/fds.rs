@@ -58,3 +58,24 @@ pub fn close_on_exec_all() -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: close_fds
+
+/// Closes every fd above stderr but those of `keep`: for a helper forked from the
+/// runtime that must hold nothing of the runtime's but what it works on.
+pub fn close_all_but_these(keep: &[RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    keep.sort_unstable();
+    let mut first = 3u32;
+    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > first {
+            let last = if fd == u32::MAX { u32::MAX } else { fd - 1 };
+            // SAFETY: close_range only closes fds; the caller uses none of them again.
+            nix::errno::Errno::result(unsafe { libc::close_range(first, last, 0) })?;
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}

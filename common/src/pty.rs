@@ -31,6 +31,12 @@ use crate::terminal::{caller_window_size, set_window_size};
 /// Opens a pseudo-terminal, makes its slave side our controlling terminal and our
 /// stdin, stdout and stderr, and hands the master side to the parent.
 pub fn attach(channel: &ChildEnd) -> Result<()> {
+    attach_with(channel, true)
+}
+
+/// [`attach`]; `console`: bind the terminal on an empty `/dev/console` too (not for
+/// a process joined to a running container, whose `/dev/console` is not its own).
+pub fn attach_with(channel: &ChildEnd, console: bool) -> Result<()> {
     let master = open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -53,7 +59,9 @@ pub fn attach(channel: &ChildEnd) -> Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument; we are a session leader (setsid).
     let rc = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
     nix::errno::Errno::result(rc).context("ioctl(TIOCSCTTY): making it our terminal")?;
-    bind_console(&slave)?;
+    if console {
+        bind_console(&slave)?;
+    }
     channel.send_terminal(&master.into())?;
     nix::unistd::dup2_stdin(&slave).context("dup2 onto stdin")?;
     nix::unistd::dup2_stdout(&slave).context("dup2 onto stdout")?;

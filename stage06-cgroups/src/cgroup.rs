@@ -367,3 +367,17 @@ fn kill_all(path: &Path) {
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
+
+/// Removes the cgroup directory `path` that a killed runtime left (`rm -f`): its
+/// processes are killed first. Missing is fine: the runtime removed it.
+pub fn remove_dir(path: &Path) -> Result<()> {
+    if !path.is_dir() {
+        return Ok(());
+    }
+    kill_all(path);
+    explain::step(
+        format_args!("rmdir {}", path.display()),
+        "the container's cgroup, left by a runtime that could not remove it",
+    );
+    rmdir_empty(path)
+}

@@ -21,15 +21,21 @@ pub struct Cgroups {
     parent: PathBuf,
     cgroup: Option<Cgroup>,
     view: View,
+    record: Option<Record>,
 }
 
+/// Where the layer tells the runtime the directories of the cgroup it made, for the
+/// container's state (`rm -f` removes them if the runtime was killed).
+pub type Record = std::rc::Rc<std::cell::RefCell<Vec<std::path::PathBuf>>>;
+
 impl Cgroups {
-    pub fn new(limits: Limits, parent: PathBuf) -> Self {
+    pub fn new(limits: Limits, parent: PathBuf, record: Option<Record>) -> Self {
         Cgroups {
             limits,
             parent,
             cgroup: None,
             view: View::Nothing,
+            record,
         }
     }
 }
@@ -68,6 +74,9 @@ impl Layer for Cgroups {
         } else {
             View::V1(v1_names(&cgroup)?)
         };
+        if let Some(record) = &self.record {
+            *record.borrow_mut() = cgroup.paths().map(ToOwned::to_owned).collect();
+        }
         // Kept before writing the limits: a refused limit leaves it for cleanup.
         let cgroup = self.cgroup.insert(cgroup);
         cgroup.apply(&settings)

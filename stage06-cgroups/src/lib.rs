@@ -25,6 +25,7 @@ pub mod layer;
 pub mod limits;
 pub mod namespace;
 pub mod placement;
+pub mod runtime;
 pub mod size;
 pub mod stats;
 
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use common::doctor::Report;
-use common::{Layer, Stage};
+use common::{Layer, Process, Stage};
 use stage05_overlay::Stage05;
 
 use crate::limits::{Flags, Limits};
@@ -47,6 +48,8 @@ pub const NAME: &str = "stage06-cgroups";
 pub struct Args {
     #[command(flatten)]
     pub stage05: stage05_overlay::Args,
+    #[command(flatten)]
+    pub runtime: runtime::RunOptions,
     /// Memory limit, as in 64m or 1g (the OOM killer ends the container above it).
     #[arg(
         short = 'm',
@@ -110,6 +113,24 @@ impl Args {
     }
 }
 
+// ANCHOR: layers
+/// Stage 5's layers, then the cgroup (its paths kept in `record`, for the container's
+/// state), then `--read-only`'s, which needs the root built.
+pub fn layers_recording(args: &Args, record: Option<layer::Record>) -> Result<Vec<Box<dyn Layer>>> {
+    let limits = args.limits()?;
+    let mut layers = Stage05::layers(&args.stage05)?;
+    layers.push(Box::new(layer::Cgroups::new(
+        limits,
+        args.cgroup_parent.clone(),
+        record,
+    )));
+    if args.runtime.read_only {
+        layers.push(Box::new(runtime::readonly::ReadOnly));
+    }
+    Ok(layers)
+}
+// ANCHOR_END: layers
+
 /// Stage 6: stage 5 + cgroups.
 #[derive(Debug)]
 pub struct Stage06;
@@ -119,23 +140,20 @@ impl Stage for Stage06 {
     const ABOUT: &'static str =
         "Stage 6: stage 5 plus cgroups: --memory, --pids-limit, --cpus limit what a container uses";
     type Args = Args;
-    type Commands = stage05_overlay::commands::Commands;
+    type Commands = runtime::commands::Commands;
 
     fn command(command: Self::Commands) -> i32 {
-        stage05_overlay::commands::run(command)
+        runtime::commands::run(command)
     }
 
-    // ANCHOR: layers
     fn layers(args: &Args) -> Result<Vec<Box<dyn Layer>>> {
-        let limits = args.limits()?;
-        let mut layers = Stage05::layers(&args.stage05)?;
-        layers.push(Box::new(layer::Cgroups::new(
-            limits,
-            args.cgroup_parent.clone(),
-        )));
-        Ok(layers)
+        layers_recording(args, None)
     }
-    // ANCHOR_END: layers
+
+    /// Every container is recorded, so that `ps`, `exec`, `stop`, `rm` find it.
+    fn run(process: Process, args: &Args) -> Result<i32> {
+        runtime::run(process, args)
+    }
 
     fn doctor(report: &mut Report) {
         Stage05::doctor(report);
