@@ -570,5 +570,573 @@ checks='
                 .run()
         );
         check(&run);
+/// The runtime's commands, run the way a user types them, and what they leave.
+mod runtime_helpers {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    use keel_graders::Marker;
+    use nix::unistd::Pid;
+
+    impl Limited {
+        /// `keel ARGS...`, with nothing added.
+        pub fn keel(&self, args: &[&str]) -> Output {
+            self.stage.command_line().args(args).output()
+        }
+
+        /// `run -d --name NAME --network none OPTIONS busybox sh -c SCRIPT`; the id.
+        pub fn detached(&self, name: &str, options: &[&str], script: &str) -> String {
+            let out = self
+                .stage
+                .run()
+                .args(["-d", "--name", name, "--network", "none"])
+                .args(options)
+                .cmd(["busybox", "sh", "-c", script])
+                .output();
+            out.expect_success();
+            let id = out.stdout.trim().to_owned();
+            assert!(
+                id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "run -d should print the container's id\n{out}"
+            );
+            id
+        }
+
+        /// The `ps -a` line of `name`, if any.
+        pub fn ps_line(&self, name: &str) -> Option<String> {
+            let out = self.keel(&["ps", "-a"]);
+            out.expect_success();
+            out.lines()
+                .iter()
+                .find(|l| l.split_whitespace().last() == Some(name))
+                .map(|l| (*l).to_owned())
+        }
+
+        /// The container's writable layer in the store.
+        pub fn layer(&self, id: &str) -> PathBuf {
+            self._store.path().join("store/containers").join(id)
+        }
+
+        /// The container's cgroup directories (root: one per hierarchy).
+        pub fn cgroups_of(&self, id: &str) -> Vec<PathBuf> {
+            self.parent
+                .children()
+                .into_iter()
+                .filter(|p| p.ends_with(id))
+                .collect()
+        }
+
+        /// The container's PID 1 as the host sees it: the process of its cgroup that
+        /// is PID 1 in its own PID namespace.
+        pub fn pid1(&self, id: &str) -> Pid {
+            let procs = Path::new("/sys/fs/cgroup/pids")
+                .join(&self.parent.0)
+                .join(id)
+                .join("cgroup.procs");
+            let text = std::fs::read_to_string(&procs).expect("the container's cgroup.procs");
+            text.lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+                .find(|pid| {
+                    let status =
+                        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("NSpid:"))
+                        .and_then(|ids| ids.split_whitespace().last())
+                        == Some("1")
+                })
+                .map(Pid::from_raw)
+                .unwrap_or_else(|| panic!("no PID 1 in {}: {text}", procs.display()))
+        }
+
+        /// Asserts that nothing of container `id` (`name`) is left: no record, no
+        /// cgroup, no writable layer, no process carrying `marker`.
+        pub fn assert_gone(&self, name: &str, id: &str, marker: &Marker) {
+            assert_eq!(self.ps_line(name), None, "{name} is still listed");
+            assert!(self.cgroups_of(id).is_empty(), "{:?}", self.cgroups_of(id));
+            assert!(!self.layer(id).exists(), "its writable layer is left");
+            assert!(marker.processes().is_empty(), "its processes are left");
+        }
+    }
+
+    /// Polls `condition` every 20 ms until it holds, for at most 20 s.
+    pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !condition() {
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A unique container name.
+    pub fn name(what: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// The detached lifecycle: run -d, ps, logs, stop, wait, rm, and what each leaves.
+mod lifecycle {
+    use super::runtime_helpers::{eventually, name};
+    use super::*;
+    use keel_graders::Marker;
+    use keel_graders::running::wait_for_exit;
+    use std::time::Duration;
+
+    #[test]
+    fn run_d_ps_logs_follow_stop_wait_rm() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("life");
+        // PID 1 handles SIGTERM (a trap), so that `stop`'s SIGTERM is what ends it: 3.
+        let id = limited.detached(
+            &n,
+            &[],
+            &format!(
+                "{} & trap 'echo got TERM; exit 3' TERM; echo hello; echo oops >&2; \
+                 while [ ! -e /tmp/go ]; do {1} & wait $!; done; echo later; \
+                 while :; do {1} & wait $!; done",
+                marker.sleep(),
+                marker.sleep().replace("86400", "0")
+            ),
+        );
+        let line = limited.ps_line(&n).expect("ps lists it");
+        assert!(line.starts_with(&id) && line.contains("running"), "{line}");
+        let running = limited.keel(&["ps"]);
+        assert!(running.stdout.contains(&n), "{running}");
+
+        eventually("logs show hello", || {
+            limited.keel(&["logs", &n]).stdout.contains("hello")
+        });
+        let logs = limited.keel(&["logs", &n]);
+        logs.expect_success();
+        assert_eq!(logs.stdout, "hello\n", "{logs}");
+        // (The runtime's own notices, such as the image's first import, come first.)
+        assert!(
+            logs.stderr.ends_with("oops\n") && !logs.stderr.contains("hello"),
+            "each line goes back to its stream\n{logs}"
+        );
+
+        // -f follows: a line written later shows up, then it ends with the container.
+        let mut follow = limited
+            .stage
+            .command_line()
+            .args(["logs", "-f", &n])
+            .spawn();
+        assert_eq!(follow.read_line(), "hello");
+        limited
+            .keel(&["exec", &n, "touch", "/tmp/go"])
+            .expect_success();
+        assert_eq!(follow.read_line(), "later");
+
+        let stop = limited.keel(&["stop", "-t", "20", &n]);
+        stop.expect_success();
+        assert_eq!(stop.stdout.trim(), n, "{stop}");
+        assert_eq!(follow.read_line(), "got TERM");
+        follow.wait().expect_success();
+        let wait = limited.keel(&["wait", &n]);
+        wait.expect_success();
+        assert_eq!(wait.stdout.trim(), "3", "{wait}");
+        let line = limited.ps_line(&n).expect("ps -a lists it");
+        assert!(line.contains("exited (3)"), "{line}");
+        assert!(
+            !limited.keel(&["ps"]).stdout.contains(&n),
+            "ps without -a lists only running containers"
+        );
+        assert!(
+            limited.layer(&id).is_dir(),
+            "the writable layer stays until rm"
+        );
+
+        let rm = limited.keel(&["rm", &n]);
+        rm.expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
+    #[test]
+    fn stop_kills_after_the_timeout_and_init_makes_sigterm_work() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        // `sleep` as PID 1 has no handler: SIGTERM does nothing, SIGKILL ends it.
+        let plain = name("plain");
+        let id = limited.detached(&plain, &[], &format!("exec {}", marker.sleep()));
+        limited.keel(&["stop", "-t", "1", &plain]).expect_success();
+        assert_eq!(limited.keel(&["wait", &plain]).stdout.trim(), "137");
+        limited.keel(&["rm", &plain]).expect_success();
+        limited.assert_gone(&plain, &id, &marker);
+        // With --init, PID 1 is keel's init, which passes SIGTERM on: 128 + 15.
+        let init = name("init");
+        let id = limited.detached(&init, &["--init"], &format!("exec {}", marker.sleep()));
+        limited.keel(&["stop", "-t", "60", &init]).expect_success();
+        assert_eq!(limited.keel(&["wait", &init]).stdout.trim(), "143");
+        limited.keel(&["rm", &init]).expect_success();
+        limited.assert_gone(&init, &id, &marker);
+    }
+
+    #[test]
+    fn a_killed_supervisor_shows_as_exited_and_rm_f_removes_everything() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("orphan");
+        let id = limited.detached(&n, &[], &format!("exec {}", marker.sleep()));
+        let pid1 = limited.pid1(&id);
+        let stat = std::fs::read_to_string(format!("/proc/{pid1}/stat")).expect("stat");
+        let supervisor: i32 = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+            .expect("the parent of PID 1");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), Signal::SIGKILL)
+            .expect("kill the supervisor");
+        assert!(
+            wait_for_exit(pid1, Duration::from_secs(20)),
+            "PID 1 outlived it"
+        );
+        let line = limited.ps_line(&n).expect("ps -a still lists it");
+        assert!(line.contains("exited (unknown)"), "{line}");
+        assert!(!limited.keel(&["ps"]).stdout.contains(&n));
+        assert!(
+            !limited.cgroups_of(&id).is_empty() && limited.layer(&id).is_dir(),
+            "the killed supervisor cannot have removed its cgroup or layer"
+        );
+        limited.keel(&["rm", "-f", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
+    #[test]
+    fn init_reaps_orphans() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        for (init, reaped) in [(true, true), (false, false)] {
+            let n = name("zombies");
+            let options: &[&str] = if init { &["--init"] } else { &[] };
+            // A subshell starts a child and exits: the child is an orphan,
+            // re-parented to PID 1. It exits once told to, and waits to be reaped.
+            let id = limited.detached(
+                &n,
+                options,
+                &format!(
+                    "(while [ ! -e /tmp/die ]; do sleep 0.05; done & echo $! > /tmp/orphan); \
+                     exec {}",
+                    marker.sleep()
+                ),
+            );
+            let pid1 = limited.pid1(&id);
+            let comm = format!("/proc/{pid1}/comm");
+            // PID 1 is the sleep (or keel's init): no shell left to reap it by chance.
+            eventually("PID 1 is no shell", || {
+                std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() != "sh")
+            });
+            let state = |limited: &Limited| {
+                limited
+                    .keel(&["exec", &n, "sh", "-c", "cat /proc/$(cat /tmp/orphan)/stat"])
+                    .stdout
+            };
+            eventually("the orphan has run", || {
+                limited.keel(&["exec", &n, "cat", "/tmp/orphan"]).code == 0
+            });
+            limited
+                .keel(&["exec", &n, "touch", "/tmp/die"])
+                .expect_success();
+            if reaped {
+                eventually("init reaps the orphan", || state(&limited).is_empty());
+            } else {
+                // The control: with `sleep` as PID 1 no one reaps it.
+                eventually("the orphan is a zombie", || {
+                    state(&limited).split_whitespace().nth(2) == Some("Z")
+                });
+            }
+            limited.keel(&["rm", "-f", &n]).expect_success();
+            limited.assert_gone(&n, &id, &marker);
+        }
+    }
+
+    #[test]
+    fn read_only_root() {
+        let limited = need!(Limited::root());
+        let out = limited.sh(
+            &["--read-only"],
+            "touch /x; touch /tmp/y && echo tmp is writable",
+        );
+        out.expect_success();
+        assert!(out.stderr.contains("Read-only file system"), "{out}");
+        assert_eq!(out.stdout, "tmp is writable\n", "{out}");
+        let writable = limited.sh(&[], "touch /x && echo root is writable");
+        assert_eq!(writable.stdout, "root is writable\n", "{writable}");
+    }
+
+    #[test]
+    fn rootless_lifecycle() {
+        let limited = need!(Limited::rootless());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("rootless");
+        let id = limited.detached(&n, &[], &format!("echo hello; exec {}", marker.sleep()));
+        let line = limited.ps_line(&n).expect("ps lists it");
+        assert!(line.contains("running"), "{line}");
+        eventually("logs show hello", || {
+            limited.keel(&["logs", &n]).stdout == "hello\n"
+        });
+        let exec = limited.keel(&["exec", &n, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+        exec.expect_success();
+        assert_eq!(exec.lines().first(), Some(&"0"), "{exec}");
+        assert!(
+            !exec.stdout.contains("4294967295"),
+            "exec is in the container's user namespace, not the host's\n{exec}"
+        );
+        limited.keel(&["stop", "-t", "1", &n]).expect_success();
+        assert_eq!(limited.keel(&["wait", &n]).stdout.trim(), "137");
+        limited.keel(&["rm", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
+    /// Bad input: a clear error, exit 125, nothing made or removed.
+    #[test]
+    fn unknown_names_fail_clearly() {
+        let limited = need!(Limited::root());
+        for command in [
+            &["logs", "no-such-container"][..],
+            &["stop", "no-such-container"],
+            &["rm", "no-such-container"],
+            &["wait", "no-such-container"],
+            &["exec", "no-such-container", "true"],
+        ] {
+            let out = limited.keel(command);
+            out.expect_code(125);
+            assert!(out.stderr.contains("no such container"), "{out}");
+        }
+    }
+
+    #[test]
+    fn rm_of_a_running_container_needs_f_and_names_are_unique() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("busy");
+        let id = limited.detached(&n, &[], &format!("exec {}", marker.sleep()));
+        let rm = limited.keel(&["rm", &n]);
+        rm.expect_code(125);
+        assert!(
+            rm.stderr.contains("rm -f") && rm.stderr.contains("stop"),
+            "{rm}"
+        );
+        assert!(limited.ps_line(&n).is_some_and(|l| l.contains("running")));
+        // The same name again: refused, and nothing of a second container made.
+        let again = limited
+            .stage
+            .run()
+            .args(["-d", "--name", &n, "--network", "none"])
+            .cmd(["busybox", "true"])
+            .output();
+        again.expect_code(125);
+        assert!(again.stderr.contains("is taken"), "{again}");
+        assert_eq!(
+            limited.parent.children().len(),
+            limited.cgroups_of(&id).len()
+        );
+        let listed = limited.keel(&["ps", "-a"]);
+        assert_eq!(listed.stdout.matches(n.as_str()).count(), 1, "{listed}");
+        // A unique prefix of the id names it too.
+        limited.keel(&["rm", "-f", &id[..8]]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
+    #[test]
+    fn restart_policies_other_than_no_are_refused() {
+        let limited = need!(Limited::root());
+        let n = name("restart");
+        let out = limited
+            .stage
+            .run()
+            .args(["-d", "--name", &n, "--restart", "always"])
+            .cmd(["busybox", "echo", "started"])
+            .output();
+        out.expect_code(125);
+        assert!(out.stderr.contains("only --restart no"), "{out}");
+        assert_eq!(limited.ps_line(&n), None);
+        assert!(limited.parent.children().is_empty());
+        let bad_name = limited
+            .stage
+            .run()
+            .args(["--name", "a/b"])
+            .cmd(["busybox", "echo", "started"])
+            .output();
+        bad_name.expect_code(125);
+        assert!(bad_name.stderr.contains("--name"), "{bad_name}");
+    }
+}
+
+/// `exec`: a process in every namespace and the cgroup of a running container.
+mod exec {
+    use super::runtime_helpers::name;
+    use super::*;
+    use keel_graders::Marker;
+
+    fn ns_inode(pid: &str, ns: &str) -> String {
+        std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+            .map(|l| l.display().to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn exec_joins_every_namespace_and_the_cgroup() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("exec");
+        let id = limited.detached(
+            &n,
+            &["-e", "FROM_RUN=1", "--memory", "64m"],
+            &format!("exec {}", marker.sleep()),
+        );
+        let pid1 = limited.pid1(&id).to_string();
+        let namespaces = ["ipc", "mnt", "net", "pid", "uts", "cgroup"];
+        let out = limited.keel(&[
+            "exec",
+            &n,
+            "sh",
+            "-c",
+            "for n in ipc mnt net pid uts cgroup; do readlink /proc/self/ns/$n; done; \
+             cat /proc/self/cgroup; echo pid=$$; echo FROM_RUN=$FROM_RUN",
+        ]);
+        out.expect_success();
+        for ns in namespaces {
+            let theirs = ns_inode(&pid1, ns);
+            assert!(
+                out.stdout.lines().any(|l| l == theirs),
+                "exec is not in the container's {ns} namespace ({theirs})\n{out}"
+            );
+            assert_ne!(theirs, ns_inode("self", ns), "the container shares {ns}");
+        }
+        // In the container's cgroup namespace, its own cgroup is "/": a process of
+        // another cgroup would see a path climbing out ("/..").
+        for line in out
+            .lines()
+            .iter()
+            .filter(|l| l.contains(":memory:") || l.contains(":pids:"))
+        {
+            assert!(
+                line.ends_with(":/"),
+                "exec is not in the container's cgroup: {line}\n{out}"
+            );
+        }
+        assert!(
+            out.stdout.contains("FROM_RUN=1"),
+            "the container's environment\n{out}"
+        );
+        let pid = out
+            .lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("pid="))
+            .and_then(|p| p.parse::<u32>().ok())
+            .expect("its pid");
+        assert!(pid > 1, "{out}");
+        limited.keel(&["rm", "-f", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
+    #[test]
+    fn env_workdir_user_and_exit_codes() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("opts");
+        let id = limited.detached(&n, &[], &format!("exec {}", marker.sleep()));
+        let out = limited.keel(&[
+            "exec",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            &n,
+            "sh",
+            "-c",
+            "echo $FOO; pwd; id -u",
+        ]);
+        out.expect_success();
+        assert_eq!(out.lines(), ["bar", "/tmp", "65534"], "{out}");
+        limited
+            .keel(&["exec", &n, "sh", "-c", "exit 7"])
+            .expect_code(7);
+        let missing = limited.keel(&["exec", &n, "no-such-command"]);
+        missing.expect_code(127);
+        assert!(missing.stderr.contains("no-such-command"), "{missing}");
+        limited.keel(&["stop", "-t", "0", &n]).expect_success();
+        let stopped = limited.keel(&["exec", &n, "true"]);
+        stopped.expect_code(125);
+        assert!(stopped.stderr.contains("not running"), "{stopped}");
+        limited.keel(&["rm", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+}
+
+/// Terminals: `exec -it` and `run -it` on a pseudo-terminal the grader holds.
+mod pty {
+    use super::runtime_helpers::name;
+    use super::*;
+    use keel_graders::Marker;
+    use keel_graders::terminal::Size;
+
+    /// On `terminal`: the size, a resize, Ctrl-C, then exit; the modes come back.
+    fn drive(mut terminal: keel_graders::terminal::Terminal) {
+        terminal.send(b"stty size; tty\r");
+        terminal.expect("33 101");
+        terminal.expect("/dev/pts/");
+        terminal.resize(Size::new(40, 120));
+        terminal.send(b"stty size\r");
+        terminal.expect("40 120");
+        terminal.send(b"sh -c 'echo re\"\"ady; exec sleep 1000'\r");
+        terminal.expect("ready");
+        // Ctrl-C, typed: the container's terminal makes it SIGINT for its foreground job.
+        terminal.send(b"\x03");
+        terminal.send(b"echo sl\"\"ept-$?\r");
+        terminal.expect("slept-130");
+        terminal.send(b"exit 5\r");
+        let initial = terminal.initial_termios().clone();
+        let (out, termios) = terminal.wait_with_termios();
+        out.expect_code(5);
+        assert_eq!(
+            termios.local_flags, initial.local_flags,
+            "the terminal is left raw"
+        );
+    }
+
+    #[test]
+    fn exec_it_has_a_terminal_of_its_own() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("pty");
+        let id = limited.detached(&n, &[], &format!("exec {}", marker.sleep()));
+        let terminal = limited
+            .stage
+            .command_line()
+            .args(["exec", "-it", &n, "sh"])
+            .on_terminal(Size::new(33, 101));
+        drive(terminal);
+        limited.keel(&["rm", "-f", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
+    #[test]
+    fn run_it_has_a_terminal_of_its_own() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let terminal = limited
+            .stage
+            .run()
+            .args(["-it", "--rm", "--network", "none"])
+            .cmd(["busybox", "sh"])
+            .on_terminal(Size::new(33, 101));
+        drive(terminal);
     }
 }

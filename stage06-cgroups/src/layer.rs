@@ -59,11 +59,7 @@ impl Layer for Cgroups {
             notice_once(&format!("no cgroup for the container: {why} ({fix})"));
             return Ok(());
         }
-        let cgroup = Cgroup::create(
-            &placement,
-            cx.id,
-            self.limits.blkio_weight.is_some(),
-        )?;
+        let cgroup = Cgroup::create(&placement, cx.id, self.limits.blkio_weight.is_some())?;
         let settings = if cgroup.is_v2() {
             limits::v2_settings(&self.limits)
         } else {

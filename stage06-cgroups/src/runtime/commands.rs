@@ -40,7 +40,12 @@ pub enum Commands {
     /// Send a signal to containers' PID 1.
     Kill {
         /// The signal: a name (TERM, SIGHUP) or a number.
-        #[arg(short = 's', long = "signal", value_name = "SIG", default_value = "KILL")]
+        #[arg(
+            short = 's',
+            long = "signal",
+            value_name = "SIG",
+            default_value = "KILL"
+        )]
         signal: String,
         /// The containers.
         #[arg(required = true)]

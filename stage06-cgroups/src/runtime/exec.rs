@@ -111,11 +111,7 @@ pub fn exec(args: ExecArgs) -> Result<i32> {
     };
     join_cgroup(&found)?;
     enter(namespaces)?;
-    if let Some(spec) = &args.user {
-        // Looked up in the container's own /etc, which is now our /.
-        process.user = Some(stage05_overlay::user::resolve(spec, &[PathBuf::from("/")])?);
-    }
-    start(&process, stdin)
+    start(&mut process, args.user.as_deref(), stdin)
 }
 // ANCHOR_END: exec
 
@@ -191,8 +187,12 @@ fn join_cgroup(found: &State) -> Result<()> {
 /// `setns` into each namespace, user first; then root of the user namespace.
 fn enter(namespaces: Vec<(&'static str, CloneFlags, File)>) -> Result<()> {
     for (name, flag, file) in namespaces {
-        setns(file.as_fd(), flag)
-            .with_context(|| format!("setns(/proc/PID/ns/{name}, CLONE_NEW{})", name.to_uppercase()))?;
+        setns(file.as_fd(), flag).with_context(|| {
+            format!(
+                "setns(/proc/PID/ns/{name}, CLONE_NEW{})",
+                name.to_uppercase()
+            )
+        })?;
         explain::step(
             format_args!("setns(/proc/PID/ns/{name})"),
             match name {
@@ -215,7 +215,7 @@ fn enter(namespaces: Vec<(&'static str, CloneFlags, File)>) -> Result<()> {
 
 /// Forks the command into the container's PID namespace and supervises it as `run`
 /// does: signals forwarded, its terminal relayed.
-fn start(process: &Process, stdin: Option<File>) -> Result<i32> {
+fn start(process: &mut Process, user: Option<&str>, stdin: Option<File>) -> Result<i32> {
     let supervisor = Supervisor::block()?;
     let (parent_end, child_end) = common::sync::channel()?;
     // SAFETY: single-threaded; the child execs or exits.
@@ -225,7 +225,7 @@ fn start(process: &Process, stdin: Option<File>) -> Result<i32> {
             supervisor.restore_in_child();
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
             let _ = setsid();
-            let failure = match prepare_child(process, stdin) {
+            let failure = match prepare_child(process, user, stdin) {
                 Ok(()) => {
                     if process.terminal
                         && let Err(err) = common::pty::attach_with(&child_end, false)
@@ -270,8 +270,13 @@ fn start(process: &Process, stdin: Option<File>) -> Result<i32> {
     }
 }
 
-/// In the child, before the terminal: stdin, the working directory.
-fn prepare_child(process: &Process, stdin: Option<File>) -> Result<()> {
+/// In the child, before the terminal: the user (`-u`), stdin, the working directory.
+fn prepare_child(process: &mut Process, user: Option<&str>, stdin: Option<File>) -> Result<()> {
+    if let Some(spec) = user {
+        // Looked up in the container's own /etc, which is now our `/`; here, in its
+        // PID namespace, where its /proc knows us as /proc/self.
+        process.user = Some(stage05_overlay::user::resolve(spec, &[PathBuf::from("/")])?);
+    }
     if let Some(null) = stdin {
         nix::unistd::dup2_stdin(&null).context("dup2(/dev/null, 0)")?;
     }

@@ -56,7 +56,10 @@ pub fn copy_lines(stdout: OwnedFd, stderr: OwnedFd, log: &Path) -> Result<()> {
             Err(nix::Error::EINTR) => continue,
             other => other.context("poll on the container's output")?,
         };
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
         for (i, ready) in which.into_iter().zip(ready) {
             if !ready {
@@ -122,8 +125,8 @@ pub fn logs(what: &str, follow: bool) -> Result<i32> {
     let Some(supervisor) = supervisor else {
         return Ok(0); // nothing will be written any more
     };
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-        .context("inotify_init1")?;
+    let inotify =
+        Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context("inotify_init1")?;
     inotify
         .add_watch(&path, AddWatchFlags::IN_MODIFY)
         .with_context(|| format!("inotify_add_watch({})", path.display()))?;
@@ -166,7 +169,11 @@ fn show(file: &mut File, pending: &mut Vec<u8>) -> Result<()> {
             &mut stdout
         };
         // A reader that went away (`| head`) ends the copy, as with docker.
-        if out.write_all(entry.log.as_bytes()).and_then(|()| out.flush()).is_err() {
+        if out
+            .write_all(entry.log.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             return Ok(());
         }
     }

@@ -64,7 +64,9 @@ impl PidFd {
         }
         match nix::errno::Errno::last() {
             nix::errno::Errno::ESRCH => Ok(false),
-            errno => Err(errno).with_context(|| format!("pidfd_send_signal({}, {signal})", self.pid)),
+            errno => {
+                Err(errno).with_context(|| format!("pidfd_send_signal({}, {signal})", self.pid))
+            }
         }
     }
 

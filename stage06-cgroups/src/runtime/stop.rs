@@ -23,7 +23,9 @@ pub fn stop(names: &[String], secs: u64) -> i32 {
             if !pidfd.wait(Some(Duration::from_secs(secs)))? {
                 common::explain::step(
                     format_args!("pidfd_send_signal({}, SIGKILL)", pidfd.pid),
-                    format_args!("still there after {secs} s: SIGKILL cannot be handled or ignored"),
+                    format_args!(
+                        "still there after {secs} s: SIGKILL cannot be handled or ignored"
+                    ),
                 );
                 pidfd.signal(Signal::SIGKILL)?;
                 pidfd.wait(None)?;
@@ -105,8 +107,11 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
     } else {
         format!("SIG{upper}")
     };
-    Signal::from_str(&name)
-        .map_err(|_| anyhow::anyhow!("-s {text}: no such signal: give a name (TERM, KILL, HUP) or a number (see kill -l)"))
+    Signal::from_str(&name).map_err(|_| {
+        anyhow::anyhow!(
+            "-s {text}: no such signal: give a name (TERM, KILL, HUP) or a number (see kill -l)"
+        )
+    })
 }
 
 #[cfg(test)]
