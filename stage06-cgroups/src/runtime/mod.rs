@@ -12,7 +12,7 @@
 //! - [`exec`]: a process joined to a running container (setns);
 //! - [`stop`]: `stop`, `kill`, `wait`;
 //! - [`rm`], [`ps`];
-//! - [`readonly`]: `--read-only`.
+//! - [`readonly`], for `--read-only`.
 
 pub mod commands;
 pub mod exec;
