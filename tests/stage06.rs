@@ -608,7 +608,7 @@ mod runtime_helpers {
             out.expect_success();
             out.lines()
                 .iter()
-                .find(|l| l.split_whitespace().last() == Some(name))
+                .find(|l| l.split_whitespace().any(|word| word == name))
                 .map(|l| (*l).to_owned())
         }
 

@@ -1,4 +1,5 @@
-//! `ps [-a] [-q]`: the containers, as docker lists them.
+//! `ps [-a] [-q]`: the containers, docker's columns, with CREATED last: the one
+//! column whose width varies from second to second ("just now", "2 minutes ago").
 
 use anyhow::Result;
 
@@ -23,18 +24,18 @@ pub fn ps(all: bool, quiet: bool) -> Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<12}   {:<16}   {:<22}   {:<16}   {:<16}   NAMES",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
+        "{:<12}   {:<10}   {:<22}   {:<16}   {:<16}   CREATED",
+        "CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "NAMES"
     );
     for (s, status) in shown {
         println!(
-            "{:<12}   {:<16}   {:<22}   {:<16}   {:<16}   {}",
+            "{:<12}   {:<10}   {:<22}   {:<16}   {:<16}   {}",
             s.id,
-            cut(&s.image, 16),
+            cut(&s.image, 10),
             cut(&format!("{:?}", s.command.join(" ")), 22),
-            ago(s.created, now),
             status.to_string(),
-            s.name
+            s.name,
+            ago(s.created, now),
         );
     }
     Ok(0)
