@@ -34,6 +34,17 @@ struct Limited {
     stage: Runtime,
     _store: TempDir,
     parent: Parent,
+    /// The detached containers a grader started: removed (`rm -f`) when it ends,
+    /// also when it failed halfway.
+    detached: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        for name in self.detached.take() {
+            let _ = self.stage.command_line().args(["rm", "-f", &name]).output();
+        }
+    }
 }
 
 /// A parent cgroup of the grader's own, in every v1 hierarchy: the runtime makes it,
@@ -120,6 +131,7 @@ impl Limited {
                 .with_options(["--cgroup-parent", &parent.0]),
             _store: store,
             parent,
+            detached: Default::default(),
         })
     }
 
@@ -138,6 +150,7 @@ impl Limited {
                 .with_options(["--cgroup-parent", &parent.0]),
             _store: store,
             parent,
+            detached: Default::default(),
         })
     }
 
@@ -586,6 +599,7 @@ mod runtime_helpers {
 
         /// `run -d --name NAME --network none OPTIONS busybox sh -c SCRIPT`; the id.
         pub fn detached(&self, name: &str, options: &[&str], script: &str) -> String {
+            self.detached.borrow_mut().push(name.to_owned());
             let out = self
                 .stage
                 .run()

@@ -27,7 +27,7 @@ pub fn enabled() -> bool {
 }
 
 /// Marks this process as the child, so that its lines say so.
-pub(crate) fn mark_child() {
+pub fn mark_child() {
     IN_CHILD.store(true, Ordering::Relaxed);
 }
 

@@ -110,7 +110,7 @@ pub fn exec(args: ExecArgs) -> Result<i32> {
         Some(File::open("/dev/null").context("opening /dev/null")?)
     };
     join_cgroup(&found)?;
-    enter(namespaces)?;
+    enter(pid.pid, namespaces)?;
     start(&mut process, args.user.as_deref(), stdin)
 }
 // ANCHOR_END: exec
@@ -185,16 +185,13 @@ fn join_cgroup(found: &State) -> Result<()> {
 }
 
 /// `setns` into each namespace, user first; then root of the user namespace.
-fn enter(namespaces: Vec<(&'static str, CloneFlags, File)>) -> Result<()> {
+fn enter(pid: u32, namespaces: Vec<(&'static str, CloneFlags, File)>) -> Result<()> {
     for (name, flag, file) in namespaces {
         setns(file.as_fd(), flag).with_context(|| {
-            format!(
-                "setns(/proc/PID/ns/{name}, CLONE_NEW{})",
-                name.to_uppercase()
-            )
+            format!("setns(/proc/{pid}/ns/{name}): joining the container's {name} namespace")
         })?;
         explain::step(
-            format_args!("setns(/proc/PID/ns/{name})"),
+            format_args!("setns(/proc/{pid}/ns/{name})"),
             match name {
                 "user" => "the user namespace first: as its root we may join the others",
                 "pid" => "our children will be born in the container's PID namespace",
@@ -221,6 +218,7 @@ fn start(process: &mut Process, user: Option<&str>, stdin: Option<File>) -> Resu
     // SAFETY: single-threaded; the child execs or exits.
     match unsafe { fork() }.context("fork into the container's PID namespace")? {
         ForkResult::Child => {
+            explain::mark_child();
             parent_end.close_in_child();
             supervisor.restore_in_child();
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);

@@ -83,6 +83,7 @@ impl RunOptions {
 /// `run`: records the container, then runs it in the foreground or detached.
 pub fn run(process: Process, args: &Args) -> Result<i32> {
     args.runtime.check()?;
+    sweep_removed();
     let id = common::state::new_id()?;
     let rootfs = args.stage05.stage04.stage03.stage02.rootfs.as_ref();
     let image = match rootfs {
@@ -134,6 +135,18 @@ pub fn run(process: Process, args: &Args) -> Result<i32> {
     }
 }
 // ANCHOR_END: run
+
+/// Removes what `--rm` containers left whose supervisor was killed before it could
+/// remove them: nobody would ever `rm` them, as nobody asked to keep them.
+fn sweep_removed() {
+    let Ok(all) = state::list() else { return };
+    for dead in all
+        .iter()
+        .filter(|s| s.remove && s.shown() == state::Shown::Unknown)
+    {
+        let _ = rm::remove_everything(dead);
+    }
+}
 
 /// Runs the container, keeping its record: `running` with its PID once it runs,
 /// `exited` with its code. A container that could not start leaves no record.

@@ -24,6 +24,7 @@ pub struct PidFd {
 }
 
 impl PidFd {
+    // ANCHOR: open
     /// A handle on `proc`, or `None` when it no longer runs.
     pub fn open(proc: &Proc) -> Result<Option<Self>> {
         if !proc.alive() {
@@ -46,6 +47,7 @@ impl PidFd {
         }
         Ok(Some(Self { fd, pid: proc.pid }))
     }
+    // ANCHOR_END: open
 
     /// Sends `signal`; `false` if the process has exited already.
     pub fn signal(&self, signal: Signal) -> Result<bool> {
