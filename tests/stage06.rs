@@ -583,6 +583,9 @@ checks='
                 .run()
         );
         check(&run);
+    }
+}
+
 /// The runtime's commands, run the way a user types them, and what they leave.
 mod runtime_helpers {
     use super::*;
