@@ -57,6 +57,14 @@ pub enum Commands {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Show running containers' CPU, memory and tasks, from their cgroups.
+    Stats {
+        /// Print the figures once instead of every second.
+        #[arg(long)]
+        no_stream: bool,
+        /// The containers (default: every running one).
+        containers: Vec<String>,
+    },
     /// Remove containers, and everything they made on the host.
     Rm {
         /// Kill a running container first.
@@ -79,6 +87,10 @@ pub fn run(command: Commands) -> i32 {
         Commands::Kill { signal, containers } => return super::stop::kill(&containers, &signal),
         Commands::Wait { containers } => return super::stop::wait(&containers),
         Commands::Rm { force, containers } => return super::rm::rm(&containers, force),
+        Commands::Stats {
+            no_stream,
+            containers,
+        } => super::top::stats(&containers, no_stream),
     };
     match result {
         Ok(code) => code,

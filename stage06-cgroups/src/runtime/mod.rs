@@ -11,7 +11,7 @@
 //! - [`logs`]: the log of a detached container;
 //! - [`exec`]: a process joined to a running container (setns);
 //! - [`stop`]: `stop`, `kill`, `wait`;
-//! - [`rm`], [`ps`];
+//! - [`rm`], [`ps`], [`top`] (`stats`);
 //! - [`readonly`], for `--read-only`.
 
 pub mod commands;
@@ -25,6 +25,7 @@ pub mod state;
 pub mod stop;
 pub mod supervisor;
 pub mod time;
+pub mod top;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
