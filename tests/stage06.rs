@@ -1189,7 +1189,11 @@ mod stats {
             cpu > 5.0 && cpu <= 60.0,
             "a busy loop under --cpus 0.5 uses some, and at most about half, of a CPU: {cpu}\n{out}"
         );
-        assert_eq!(words.get(5), Some(&"64MiB"), "the limit is the cgroup's\n{out}");
+        assert_eq!(
+            words.get(5),
+            Some(&"64MiB"),
+            "the limit is the cgroup's\n{out}"
+        );
         assert_eq!(words.last(), Some(&"1"), "one task: the shell\n{out}");
     }
 
