@@ -24,20 +24,20 @@
 use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use common::explain;
-use nix::fcntl::{OFlag, SpliceFFlags, splice};
 use nix::sched::CloneFlags;
 use nix::sys::socket::{
     self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
     SockaddrIn,
 };
-use nix::unistd::{ForkResult, Pid, fork, pipe2};
+use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::ports::{Proto, Publish};
+use crate::relay;
 
 /// Where connections go.
 #[derive(Debug, Clone, Copy)]
@@ -160,54 +160,17 @@ impl Connect {
     }
 }
 
-/// The pipe between two sockets: 1 MiB (`/proc/sys/fs/pipe-max-size`'s default).
-const PIPE_SIZE: i32 = 1 << 20;
-
 // ANCHOR: accept_loop
-/// Accepts connections until the listener is shut down; each one gets two threads,
-/// one per direction.
+/// Accepts connections until the listener is shut down; each one is relayed to its
+/// own connection into the container (see [`crate::relay`]).
 fn accept_loop(listener: TcpListener, connect: Connect, port: u16) {
     while let Ok((client, _)) = listener.accept() {
         let Ok(inside) = connect.open(Proto::Tcp, port) else {
             // Nothing listens in the container: the client sees the connection close.
             continue;
         };
-        let client: OwnedFd = client.into();
-        let (Ok(client2), Ok(inside2)) = (client.try_clone(), inside.try_clone()) else {
-            continue;
-        };
-        std::thread::spawn(move || pump(client, inside));
-        std::thread::spawn(move || pump(inside2, client2));
+        relay::both_ways(client, TcpStream::from(inside));
     }
-}
-
-/// Moves bytes from `from` to `to` with splice(2), through a pipe, without copying
-/// them into user space; at end-of-file, shuts `to` down for writing, as the peer did.
-fn pump(from: OwnedFd, to: OwnedFd) {
-    let Ok((pipe_read, pipe_write)) = pipe2(OFlag::O_CLOEXEC) else {
-        return;
-    };
-    // A larger pipe moves more per system call (the default holds 64 KiB); the kernel
-    // may refuse the size, and the default still works.
-    let chunk = nix::fcntl::fcntl(
-        pipe_write.as_fd(),
-        nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
-    )
-    .map_or(1 << 16, |size| size as usize);
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
-    'copy: loop {
-        let mut left = match splice(from.as_fd(), None, pipe_write.as_fd(), None, chunk, flags) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        while left > 0 {
-            match splice(pipe_read.as_fd(), None, to.as_fd(), None, left, flags) {
-                Ok(0) | Err(_) => break 'copy,
-                Ok(n) => left -= n,
-            }
-        }
-    }
-    let _ = socket::shutdown(to.as_raw_fd(), socket::Shutdown::Write);
 }
 // ANCHOR_END: accept_loop
 

@@ -18,6 +18,7 @@ pub mod netlink;
 pub mod network;
 pub mod pasta;
 pub mod ports;
+pub mod relay;
 pub mod slirp;
 pub mod subnet;
 
