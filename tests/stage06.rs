@@ -521,6 +521,7 @@ checks='
     $K --pids-limit 20 -- sh -c "sh -c \"for i in \\\$(seq 60); do sleep 30 & done\" 2>/dev/null; set -- /proc/[0-9]*; echo processes=\$#; kill -9 -1; wait; echo pids_max=\$(cat /sys/fs/cgroup/pids.max)"
     $K --cpus 0.1 -- sh -c "timeout 2 sh -c \"while :; do :; done\"; echo cpu_max=\$(cat /sys/fs/cgroup/cpu.max | tr \" \" :); grep nr_throttled /sys/fs/cgroup/cpu.stat | tr \" \" ="
     echo "cgroup=$($K --memory 64m -- cat /proc/self/cgroup)"
+    echo "born_in_cgroup=$($K --explain --memory 64m -- true 2>&1 | grep -c "CLONE_INTO_CGROUP")"
     echo "left=$(find $PARENT -mindepth 1 -type d 2>/dev/null | wc -l)"
 '
 "#;
@@ -547,6 +548,11 @@ checks='
         let throttled: u64 = get("nr_throttled").parse().expect("a count");
         assert!(throttled > 0, "never throttled\n{stdout}");
         assert_eq!(get("cgroup"), "0::/", "its cgroup is its root\n{stdout}");
+        assert_eq!(
+            get("born_in_cgroup"),
+            "1",
+            "on v2 the child is born in its cgroup (clone3's CLONE_INTO_CGROUP)\n{stdout}"
+        );
         assert_eq!(get("left"), "0", "cgroups left behind\n{stdout}");
     }
 

@@ -97,6 +97,9 @@ pub struct Prepare<'a> {
     pub files: &'a mut Vec<MadeFile>,
     /// The union of every layer's [`Layer::clone_flags`]: which namespaces the child gets.
     pub clone_flags: CloneFlags,
+    /// A cgroup v2 directory, opened, for the child to be born in (`clone3` with
+    /// `CLONE_INTO_CGROUP`): stage 6's layer sets it on v2.
+    pub cgroup: &'a mut Option<OwnedFd>,
 }
 
 /// The parent's view while the child exists but waits: the place for work that must be
@@ -107,6 +110,9 @@ pub struct Parent {
     pub pid: Pid,
     /// The namespaces the child was created with.
     pub clone_flags: CloneFlags,
+    /// Whether the child was born in [`Prepare::cgroup`] (a kernel before 5.7 cannot:
+    /// the layer then moves it in).
+    pub in_cgroup: bool,
 }
 
 /// The child's view, inside its new namespaces, before it `exec`s the command.

@@ -9,6 +9,7 @@
 //! - [`suggest`]: "did you mean `run`?".
 
 pub mod cli;
+pub mod clone3;
 pub mod doctor;
 pub mod exec;
 pub mod exit;

@@ -15,9 +15,10 @@
 //!  exits with the command's code
 //! ```
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result};
+use nix::errno::Errno;
 use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -105,6 +106,7 @@ fn start_and_wait(
     // What the layers are told: every namespace the child will have.
     let namespaces = clone_flags | unshare_flags;
     let mut files = Vec::new();
+    let mut cgroup = None;
     for layer in layers.iter_mut() {
         layer
             .prepare(&mut Prepare {
@@ -112,6 +114,7 @@ fn start_and_wait(
                 process,
                 files: &mut files,
                 clone_flags: namespaces,
+                cgroup: &mut cgroup,
             })
             .with_context(|| format!("preparing the {} layer", layer.name()))?;
     }
@@ -125,9 +128,8 @@ fn start_and_wait(
     let supervisor = Supervisor::block()?;
     let (parent_end, child_end) = sync::channel()?;
 
-    let mut stack = vec![0u8; STACK_SIZE];
     let process_ref: &Process = process;
-    let child_main = Box::new(|| {
+    let mut child_main: nix::sched::CloneCb<'_> = Box::new(|| {
         child(
             process_ref,
             layers,
@@ -137,23 +139,59 @@ fn start_and_wait(
             &supervisor,
         )
     });
-    // SAFETY: the child runs in its own copy of this single-threaded process (no
-    // CLONE_VM) and leaves it only through execve or _exit.
-    let pid = unsafe {
-        clone(
-            child_main,
-            &mut stack,
-            clone_flags,
-            Some(Signal::SIGCHLD as i32),
-        )
-    }
-    .map_err(|errno| namespace_error("clone", errno, clone_flags))?;
+    // ANCHOR: clone_into_cgroup
+    let born_in_cgroup = match cgroup.as_ref() {
+        // SAFETY: this process is single-threaded, and the child leaves only through
+        // execve or _exit.
+        Some(fd) => match unsafe { crate::clone3::into_cgroup(clone_flags, fd.as_fd()) } {
+            Ok(None) => {
+                let code = child_main();
+                // SAFETY: the child's end: no destructor of the parent's copy runs.
+                unsafe { libc::_exit(code as i32) }
+            }
+            Ok(Some(pid)) => Some(pid),
+            // Before Linux 5.7 (no clone3, or no CLONE_INTO_CGROUP): clone, and the
+            // cgroup's layer moves the child in while it waits.
+            Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => None,
+            Err(errno) => return Err(namespace_error("clone3", errno, clone_flags)),
+        },
+        None => None,
+    };
+    let pid = match born_in_cgroup {
+        Some(pid) => {
+            drop(child_main); // the parent's copy: it ran in the child only
+            explain::step(
+                format_args!(
+                    "clone3({}|CLONE_INTO_CGROUP) -> {pid}",
+                    explain::flags(&clone_flags)
+                ),
+                "the child starts in its new namespaces and in its cgroup, and waits for the parent",
+            );
+            pid
+        }
+        None => {
+            let mut stack = vec![0u8; STACK_SIZE];
+            // SAFETY: the child runs in its own copy of this single-threaded process
+            // (no CLONE_VM) and leaves it only through execve or _exit.
+            let pid = unsafe {
+                clone(
+                    child_main,
+                    &mut stack,
+                    clone_flags,
+                    Some(Signal::SIGCHLD as i32),
+                )
+            }
+            .map_err(|errno| namespace_error("clone", errno, clone_flags))?;
+            explain::step(
+                format_args!("clone({}) -> {pid}", explain::flags(&clone_flags)),
+                "the child starts in its new namespaces and waits for the parent",
+            );
+            pid
+        }
+    };
+    // ANCHOR_END: clone_into_cgroup
     outcome.pid = Some(pid);
     drop(child_end);
-    explain::step(
-        format_args!("clone({}) -> {pid}", explain::flags(&clone_flags)),
-        "the child starts in its new namespaces and waits for the parent",
-    );
 
     let setup = (|| -> Result<Option<OwnedFd>> {
         let mut unshared = unshare_flags.is_empty();
@@ -166,6 +204,7 @@ fn start_and_wait(
                 .parent(&mut Parent {
                     pid,
                     clone_flags: namespaces,
+                    in_cgroup: born_in_cgroup.is_some(),
                 })
                 .with_context(|| {
                     format!("setting up the {} layer from the parent", layer.name())

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -140,6 +141,17 @@ impl Cgroup {
         Ok(())
     }
     // ANCHOR_END: apply
+
+    /// v2: its directory, opened, for `clone3(CLONE_INTO_CGROUP)`; v1 has none (a
+    /// process is in one cgroup per hierarchy there).
+    pub fn birthplace(&self) -> Result<Option<OwnedFd>> {
+        if !self.v2 {
+            return Ok(None);
+        }
+        let dir = &self.dirs[0].path;
+        let file = fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+        Ok(Some(file.into()))
+    }
 
     // ANCHOR: join
     /// Moves `pid` (the waiting child) into the cgroup, in every hierarchy: from now

@@ -75,13 +75,17 @@ impl Layer for Cgroups {
         }
         // Kept before writing the limits: a refused limit leaves it for cleanup.
         let cgroup = self.cgroup.insert(cgroup);
-        cgroup.apply(&settings)
+        cgroup.apply(&settings)?;
+        // v2: the runner's clone3 puts the child into it at birth.
+        *cx.cgroup = cgroup.birthplace()?;
+        Ok(())
     }
     // ANCHOR_END: prepare
 
-    /// While the child waits: move it in.
+    /// While the child waits: move it in, unless it was born there.
     fn parent(&mut self, cx: &mut Parent) -> Result<()> {
         match &self.cgroup {
+            Some(_) if cx.in_cgroup => Ok(()),
             Some(cgroup) => cgroup.join(cx.pid),
             None => Ok(()),
         }
