@@ -9,7 +9,6 @@
 //! with `import`. Every grader checks at its end that the host's mount table did not
 //! change.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use keel_graders::oci::{self, Entry};
@@ -61,21 +60,7 @@ impl Images {
     fn root() -> Result<Self, Skip> {
         users::require_root()?;
         let store = tempfile::tempdir().expect("a store directory");
-        let env = [
-            (
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ),
-            ("HOME", OsString::from("/root")),
-            ("KEEL_STORE", store.path().join("store").into()),
-        ];
-        let run_as = RunAs {
-            name: "root".into(),
-            uid: 0,
-            gid: 0,
-            groups: Vec::new(),
-            env: env.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-        };
+        let run_as = RunAs::root_with_store(&store.path().join("store"));
         Ok(Self {
             stage: Runtime::new(NAME, binary()).as_user(run_as),
             store,

@@ -9,7 +9,6 @@
 //! cgroup's own files and counters (`pids.max`, `cpu.stat`, `memory.oom_control`), not
 //! from wall time.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -109,21 +108,7 @@ impl Limited {
             }
         }
         let store = tempfile::tempdir().expect("a store directory");
-        let env = [
-            (
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ),
-            ("HOME", OsString::from("/root")),
-            ("KEEL_STORE", store.path().join("store").into()),
-        ];
-        let run_as = RunAs {
-            name: "root".into(),
-            uid: 0,
-            gid: 0,
-            groups: Vec::new(),
-            env: env.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-        };
+        let run_as = RunAs::root_with_store(&store.path().join("store"));
         let parent = Parent::new();
         Ok(Self {
             stage: Runtime::new(NAME, binary())

@@ -64,6 +64,26 @@ pub struct RunAs {
 }
 
 impl RunAs {
+    /// Root, with a login's environment (`PATH`, `HOME`) and `KEEL_STORE` set to
+    /// `store`: the image store of one grader.
+    pub fn root_with_store(store: &std::path::Path) -> Self {
+        let env = [
+            (
+                "PATH",
+                OsString::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            ),
+            ("HOME", OsString::from("/root")),
+            ("KEEL_STORE", store.as_os_str().to_owned()),
+        ];
+        RunAs {
+            name: "root".into(),
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            env: env.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+        }
+    }
+
     /// The same user, in these supplementary groups, as a login (`initgroups`) would
     /// put a member of them: for graders of what a group changes.
     pub fn with_groups(mut self, groups: impl IntoIterator<Item = u32>) -> Self {

@@ -76,6 +76,49 @@ const UNSHARE_USER: Contender = Contender {
     runs_as: As::User,
 };
 
+/// The other tools, as root and as the user: every comparison's reference rows.
+const UNSHARE: Contender = Contender {
+    name: "unshare",
+    line: "unshare -fp --mount-proc true",
+    package: None,
+    runs_as: As::Root,
+};
+
+const BWRAP: Contender = Contender {
+    name: "bwrap",
+    line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
+    package: None,
+    runs_as: As::Root,
+};
+
+const CRUN: Contender = Contender {
+    name: "crun",
+    line: "crun --root {state} run --bundle {bundle} keel-bench",
+    package: None,
+    runs_as: As::Root,
+};
+
+const RUNC: Contender = Contender {
+    name: "runc",
+    line: "runc --root {state} run --bundle {bundle} keel-bench",
+    package: None,
+    runs_as: As::Root,
+};
+
+const BWRAP_USER: Contender = Contender {
+    name: "bwrap (user)",
+    line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
+    package: None,
+    runs_as: As::User,
+};
+
+const CRUN_USER: Contender = Contender {
+    name: "crun (user)",
+    line: "crun --root {state} run --bundle {bundle} keel-bench",
+    package: None,
+    runs_as: As::User,
+};
+
 /// What is compared, in two groups: as root, and rootless as the same ordinary user.
 /// Each group has its own baseline, the `unshare` line. A later stage adds its own
 /// runtime and the tool to compare it with.
@@ -98,30 +141,10 @@ const CONTENDERS: &[Contender] = &[
         package: Some("stage02-mountns"),
         runs_as: As::Root,
     },
-    Contender {
-        name: "unshare",
-        line: "unshare -fp --mount-proc true",
-        package: None,
-        runs_as: As::Root,
-    },
-    Contender {
-        name: "bwrap",
-        line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
-        package: None,
-        runs_as: As::Root,
-    },
-    Contender {
-        name: "crun",
-        line: "crun --root {state} run --bundle {bundle} keel-bench",
-        package: None,
-        runs_as: As::Root,
-    },
-    Contender {
-        name: "runc",
-        line: "runc --root {state} run --bundle {bundle} keel-bench",
-        package: None,
-        runs_as: As::Root,
-    },
+    UNSHARE,
+    BWRAP,
+    CRUN,
+    RUNC,
     STAGE03,
     STAGE03_OWNED,
     Contender {
@@ -137,18 +160,8 @@ const CONTENDERS: &[Contender] = &[
         runs_as: As::User,
     },
     UNSHARE_USER,
-    Contender {
-        name: "bwrap (user)",
-        line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
-        package: None,
-        runs_as: As::User,
-    },
-    Contender {
-        name: "crun (user)",
-        line: "crun --root {state} run --bundle {bundle} keel-bench",
-        package: None,
-        runs_as: As::User,
-    },
+    BWRAP_USER,
+    CRUN_USER,
 ];
 
 /// Stage 4's start-up (`cargo xtask bench net`): with no network, and with each
@@ -215,30 +228,10 @@ const START_CONTENDERS: &[Contender] = &[
         package: Some("stage05-overlay"),
         runs_as: As::Root,
     },
-    Contender {
-        name: "unshare",
-        line: "unshare -fp --mount-proc true",
-        package: None,
-        runs_as: As::Root,
-    },
-    Contender {
-        name: "bwrap",
-        line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
-        package: None,
-        runs_as: As::Root,
-    },
-    Contender {
-        name: "crun",
-        line: "crun --root {state} run --bundle {bundle} keel-bench",
-        package: None,
-        runs_as: As::Root,
-    },
-    Contender {
-        name: "runc",
-        line: "runc --root {state} run --bundle {bundle} keel-bench",
-        package: None,
-        runs_as: As::Root,
-    },
+    UNSHARE,
+    BWRAP,
+    CRUN,
+    RUNC,
     Contender {
         name: "stage06 image (user)",
         line: "KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
@@ -252,18 +245,8 @@ const START_CONTENDERS: &[Contender] = &[
         runs_as: As::User,
     },
     UNSHARE_USER,
-    Contender {
-        name: "bwrap (user)",
-        line: "bwrap --unshare-all --die-with-parent --bind {rootfs} / --proc /proc --dev /dev /bin/true",
-        package: None,
-        runs_as: As::User,
-    },
-    Contender {
-        name: "crun (user)",
-        line: "crun --root {state} run --bundle {bundle} keel-bench",
-        package: None,
-        runs_as: As::User,
-    },
+    BWRAP_USER,
+    CRUN_USER,
 ];
 
 /// Where the commands find what they need.
