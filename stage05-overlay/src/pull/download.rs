@@ -75,6 +75,11 @@ impl Growing {
         change(&mut self.lock());
         self.changed.notify_all();
     }
+
+    /// Whether the download ended in failure.
+    pub(crate) fn failed(&self) -> bool {
+        matches!(self.lock().end, Some(Err(_)))
+    }
 }
 
 /// Downloads the blob `digest` of `size` bytes into the store, unless it is there.

@@ -21,20 +21,21 @@ mod manifest;
 mod platform;
 mod progress;
 mod registry;
+mod unpacking;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
-use stage02_mountns::at::At;
 
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::store::{Lease, Store};
 use crate::unpack;
-use download::{Cancelled, Follow, Growing, Shared};
+use download::{Cancelled, Growing, Shared};
 use manifest::{Fetched, Manifest};
 use registry::Registry;
+use unpacking::{Board, Unpacking};
 
 pub use platform::Platform;
 pub use progress::Progress;
@@ -258,7 +259,7 @@ fn fetch_manifest(
 
 // ANCHOR: transfer
 /// Downloads the layers, [`PARALLEL`] at a time in their order, and, with `unpack`,
-/// unpacks each (bottom first) while it downloads.
+/// unpacks them as they download, [`PARALLEL`] at a time too (see [`unpacking`]).
 fn transfer(
     shared: &Shared<'_>,
     reporter: &progress::Reporter,
@@ -276,78 +277,83 @@ fn transfer(
         .enumerate()
         .map(|(i, l)| (first[i] == i).then(|| reporter.task(&l.blob, l.size)))
         .collect();
-    let next = AtomicUsize::new(0);
+    let unpacking = unpack.map(|options| Unpacking {
+        store: shared.store,
+        reporter,
+        layers,
+        growing: &growing,
+        first: &first,
+        options,
+        board: Board::new(layers.len()),
+    });
+    let next_download = AtomicUsize::new(0);
+    let next_unpack = AtomicUsize::new(0);
+    let download = |i: usize| match &tasks[i] {
+        Some(task) => {
+            let layer = &layers[i];
+            download::download(shared, &layer.blob, layer.size, task, &growing[i])
+        }
+        None => Ok(()), // listed before
+    };
+    let count = layers.len();
+    let threads = PARALLEL.min(count);
     std::thread::scope(|scope| {
-        let worker = || -> Result<()> {
-            let mut failed = None;
-            loop {
-                // Layers are taken in order, so the one being unpacked is always
-                // downloading or done: the unpacker never waits for a worker that waits.
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(layer) = layers.get(i) else { break };
-                let Some(task) = &tasks[i] else { continue };
-                if let Err(err) =
-                    download::download(shared, &layer.blob, layer.size, task, &growing[i])
-                {
-                    shared.cancel.store(true, Ordering::Relaxed);
-                    failed.get_or_insert(err);
-                }
-            }
-            failed.map_or(Ok(()), Err)
-        };
-        let workers: Vec<_> = (0..PARALLEL.min(layers.len()))
-            .map(|_| scope.spawn(worker))
+        let downloads: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| take_turns(&next_download, count, &shared.cancel, download)))
             .collect();
-        let unpacked = match unpack {
-            Some(options) => unpack_all(shared.store, reporter, layers, &growing, &first, options),
-            None => Ok(()),
+        let unpackers: Vec<_> = match &unpacking {
+            Some(unpacking) => (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        take_turns(&next_unpack, count, &shared.cancel, |i| unpacking.layer(i))
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
         };
-        if unpacked.is_err() {
-            shared.cancel.store(true, Ordering::Relaxed);
-        }
-        // The first real failure is the one to report: a download's (the unpacker saw
-        // it as a read error), else the unpacker's.
-        let mut downloaded = Ok(());
-        for worker in workers {
-            let result = worker
+        // A real failure is the one to report (the others are [`Cancelled`]): a
+        // download's first (its unpacker saw it as a read error), else an unpacking's.
+        let mut result = Ok(());
+        for thread in downloads.into_iter().chain(unpackers) {
+            let ended = thread
                 .join()
-                .unwrap_or_else(|_| Err(anyhow!("a download thread panicked")));
-            if let Err(err) = result
+                .unwrap_or_else(|_| Err(anyhow!("a thread of the pull panicked")));
+            if let Err(err) = ended
                 && !err.is::<Cancelled>()
-                && downloaded.is_ok()
+                && result.is_ok()
             {
-                downloaded = Err(err);
+                result = Err(err);
             }
         }
-        downloaded.and(unpacked)
+        result
     })
 }
 // ANCHOR_END: transfer
 
-/// Unpacks each layer over the ones below it, reading its blob as it downloads.
-fn unpack_all(
-    store: &Store,
-    reporter: &progress::Reporter,
-    layers: &[Layer],
-    growing: &[Growing],
-    first: &[usize],
-    options: &unpack::Options,
+/// Works on the layers `next` hands out, in their order, until none is left; returns
+/// the first failure. A real failure (not [`Cancelled`]) stops the rest of the pull.
+///
+/// Layers are handed out in order, so what an unpacker waits for (its blob's bytes,
+/// the layers below) is being done or done already: nobody waits for a worker that
+/// waits.
+fn take_turns(
+    next: &AtomicUsize,
+    count: usize,
+    cancel: &AtomicBool,
+    work: impl Fn(usize) -> Result<()>,
 ) -> Result<()> {
-    for (i, layer) in layers.iter().enumerate() {
-        let lowers = layers[..i]
-            .iter()
-            .map(|below| At::open_dir(&store.layer_path(&below.diff_id)))
-            .collect::<Result<Vec<_>>>()?;
-        store
-            .ensure_layer(&layer.diff_id, |dest| {
-                let blob = Follow::new(&growing[first[i]]);
-                let applied = unpack::apply_layer(blob, dest, &lowers, options)?;
-                for warning in &applied.warnings {
-                    reporter.say(&format!("layer {}: {warning}", layer.diff_id));
-                }
-                Ok(applied.diff_id)
-            })
-            .with_context(|| format!("layer {} of {} ({})", i + 1, layers.len(), layer.blob))?;
+    let mut failed = None;
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= count {
+            break;
+        }
+        if let Err(err) = work(i) {
+            if !err.is::<Cancelled>() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+            failed.get_or_insert(err);
+        }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }

@@ -16,7 +16,7 @@ use stage02_mountns::at::At;
 
 use super::Store;
 use super::lock::Lock;
-use super::staging::sync_parent;
+use super::staging::{Staged, sync_parent};
 use crate::digest::Digest;
 
 /// The marker file of a whole layer.
@@ -70,10 +70,44 @@ impl Store {
         unpack: impl FnOnce(&At) -> Result<Digest>,
     ) -> Result<PathBuf> {
         let _lock = self.layer_lock(diff_id)?;
-        let dir = self.layer_dir(diff_id);
-        if dir.join(COMPLETE).is_file() {
+        if self.has_layer(diff_id) {
             return Ok(self.layer_path(diff_id));
         }
+        let new = self.new_layer()?;
+        let got = unpack(&new.tree).with_context(|| format!("unpacking the layer {diff_id}"))?;
+        new.seal(diff_id, &got)?;
+        self.put_layer(new, diff_id)
+    }
+    // ANCHOR_END: ensure_layer
+
+    /// An empty tree in `tmp/` to unpack a layer into without holding its lock, for
+    /// [`Store::commit_layer`]: a pull unpacks all its layers at once this way.
+    pub fn new_layer(&self) -> Result<NewLayer> {
+        let staged = self.staged();
+        let diff = staged.path().join("diff");
+        fs::create_dir(staged.path())
+            .and_then(|()| fs::create_dir(&diff))
+            .with_context(|| format!("creating {}", diff.display()))?;
+        let tree = At::open_dir(&diff)?;
+        Ok(NewLayer { staged, tree })
+    }
+
+    /// Puts `new`, whose tar was `got`, in place as the layer `diff_id`, unless another
+    /// process did first (then `new` is dropped: two unpackings of one tar are the
+    /// same tree, as two writers of a blob write the same bytes). Only the rename is
+    /// done under the layer's lock.
+    pub fn commit_layer(&self, new: NewLayer, diff_id: &Digest, got: &Digest) -> Result<PathBuf> {
+        new.seal(diff_id, got)?;
+        let _lock = self.layer_lock(diff_id)?;
+        if self.has_layer(diff_id) {
+            return Ok(self.layer_path(diff_id));
+        }
+        self.put_layer(new, diff_id)
+    }
+
+    /// Renames the sealed `new` to the layer `diff_id`, whose lock the caller holds.
+    fn put_layer(&self, new: NewLayer, diff_id: &Digest) -> Result<PathBuf> {
+        let dir = self.layer_dir(diff_id);
         if dir.exists() {
             // Incomplete: moved out of the way into tmp/, where the sweep removes it.
             let aside = self.staged();
@@ -81,32 +115,44 @@ impl Store {
                 .with_context(|| format!("moving the incomplete layer {} aside", dir.display()))?;
             drop(aside);
         }
-        let staged = self.staged();
-        let diff = staged.path().join("diff");
-        fs::create_dir(staged.path())
-            .and_then(|()| fs::create_dir(&diff))
-            .with_context(|| format!("creating {}", diff.display()))?;
-        let tree = At::open_dir(&diff)?;
-        let got = unpack(&tree).with_context(|| format!("unpacking the layer {diff_id}"))?;
-        if &got != diff_id {
+        new.staged.put(&dir)?;
+        Ok(self.layer_path(diff_id))
+    }
+}
+
+/// A layer unpacked in `tmp/`, not yet in the store (see [`Store::new_layer`]); dropped,
+/// it is removed.
+#[derive(Debug)]
+pub struct NewLayer {
+    staged: Staged,
+    tree: At,
+}
+
+impl NewLayer {
+    /// The directory to unpack into: the layer's `diff`.
+    pub fn tree(&self) -> &At {
+        &self.tree
+    }
+
+    /// Refuses the tree unless its tar `got` is `diff_id`; else flushes it, then marks it
+    /// `complete`, so that all that is left is the rename.
+    fn seal(&self, diff_id: &Digest, got: &Digest) -> Result<()> {
+        if got != diff_id {
             bail!(
                 "the layer unpacked as {diff_id} is {got}: the image's config does not \
                  describe its layers (corrupt or tampered with); nothing was kept"
             );
         }
         // Everything the unpacking wrote reaches the disk before the layer is whole.
-        drop(tree);
+        let diff = self.staged.path().join("diff");
         fs::File::open(&diff)
             .map_err(anyhow::Error::from)
             .and_then(|dir| Ok(nix::unistd::syncfs(&dir)?))
             .with_context(|| format!("syncfs of {}", diff.display()))?;
-        let marker = staged.path().join(COMPLETE);
+        let marker = self.staged.path().join(COMPLETE);
         fs::write(&marker, format!("{diff_id}\n"))
             .and_then(|()| fs::File::open(&marker)?.sync_all())
             .with_context(|| format!("writing {}", marker.display()))?;
-        sync_parent(&marker)?;
-        staged.put(&dir)?;
-        Ok(self.layer_path(diff_id))
+        sync_parent(&marker)
     }
-    // ANCHOR_END: ensure_layer
 }

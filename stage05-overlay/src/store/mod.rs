@@ -51,6 +51,7 @@ use common::state::Owner;
 pub use blobs::BlobWriter;
 pub use gc::Collected;
 pub use index::Image;
+pub use layers::NewLayer;
 pub use lease::Lease;
 pub(crate) use staging::Staged;
 

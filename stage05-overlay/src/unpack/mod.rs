@@ -12,18 +12,22 @@
 //!   Deletions of the layers below are recorded the way overlayfs reads them: a
 //!   whiteout is a 0:0 character device, an opaque directory has the xattr
 //!   `trusted.overlay.opaque=y` (or `user.overlay.opaque=y` rootless, which overlay
-//!   reads with its `userxattr` option).
+//!   reads with its `userxattr` option). It is two steps, which a pull takes apart to
+//!   unpack an image's layers at once: [`unpack_layer`] needs no layer below, and
+//!   [`Unpacked::settle`] then gives the directories the tar only implies the
+//!   metadata of the layers below (see [`implied`]).
 //! - [`apply_flat`]: every layer in turn onto one directory, deletions done for real:
 //!   for when overlayfs is not available (a copy per container, as docker's `vfs`).
 
 mod beneath;
 pub(crate) mod compression;
+mod implied;
 mod lower;
 mod meta;
 mod name;
 mod xattr;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
@@ -41,9 +45,10 @@ use stage02_mountns::at::{At, openat2};
 use tar::EntryType;
 
 use crate::digest::{Digest, Verifier};
-use lower::Below;
 use meta::Meta;
 use name::{EntryPath, Special};
+
+pub use implied::Unpacked;
 
 /// How to apply a layer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -87,24 +92,31 @@ pub fn apply_layer(
     lowers: &[At],
     options: &Options,
 ) -> Result<Applied> {
-    apply(blob, dest, Target::Overlay { lowers }, options)
+    unpack_layer(blob, dest, options)?.settle(lowers)
 }
 // ANCHOR_END: apply_layer
+
+/// [`apply_layer`] but for the metadata of the directories the tar implies, which
+/// [`Unpacked::settle`] gives them once the layers below are whole.
+pub fn unpack_layer(blob: impl Read, dest: &At, options: &Options) -> Result<Unpacked> {
+    apply(blob, dest, Target::Overlay, options)
+}
 
 /// Applies the layer `blob` onto `dest`, which holds the layers below it: whiteouts
 /// delete what they name, opaque markers empty their directory.
 pub fn apply_flat(blob: impl Read, dest: &At, options: &Options) -> Result<Applied> {
-    apply(blob, dest, Target::Flat, options)
+    // Below the directories it makes there is nothing: they are the layer's.
+    apply(blob, dest, Target::Flat, options)?.settle(&[])
 }
 
 /// Where the layer goes.
 #[derive(Clone, Copy)]
-enum Target<'a> {
-    Overlay { lowers: &'a [At] },
+enum Target {
+    Overlay,
     Flat,
 }
 
-fn apply(blob: impl Read, dest: &At, target: Target<'_>, options: &Options) -> Result<Applied> {
+fn apply(blob: impl Read, dest: &At, target: Target, options: &Options) -> Result<Unpacked> {
     let tar = compression::decompress(blob)?;
     let mut hashed = Verifier::new(tar);
     let root = beneath::open(
@@ -118,6 +130,7 @@ fn apply(blob: impl Read, dest: &At, target: Target<'_>, options: &Options) -> R
         target,
         options: *options,
         seen: HashSet::new(),
+        implied: BTreeMap::new(),
         dir_times: Vec::new(),
         warnings: Vec::new(),
     };
@@ -134,10 +147,15 @@ fn apply(blob: impl Read, dest: &At, target: Target<'_>, options: &Options) -> R
     // to the end, so that the digest covers the whole tar and the checksum is checked.
     io::copy(&mut hashed, &mut io::sink()).map_err(stream_error)?;
     unpacker.set_dir_times()?;
-    Ok(Applied {
-        diff_id: hashed.digest().0,
-        entries,
-        warnings: unpacker.warnings,
+    Ok(Unpacked {
+        root: unpacker.root,
+        implied: unpacker.implied,
+        options: unpacker.options,
+        applied: Applied {
+            diff_id: hashed.digest().0,
+            entries,
+            warnings: unpacker.warnings,
+        },
     })
 }
 
@@ -149,20 +167,24 @@ fn stream_error(err: io::Error) -> anyhow::Error {
     )
 }
 
-struct Unpacker<'a> {
+struct Unpacker {
     /// The layer's directory.
     root: OwnedFd,
-    target: Target<'a>,
+    target: Target,
     options: Options,
     /// The paths this layer made (entries and the directories made for them): the
     /// only targets its hardlinks may have, and what its own opaque markers keep.
     seen: HashSet<PathBuf>,
+    /// The directories made for entries but not listed themselves (yet), each with
+    /// the first entry that needed it: their metadata comes from the layers below, in
+    /// [`Unpacked::settle`].
+    implied: BTreeMap<PathBuf, String>,
     /// Directories' times, set at the end.
     dir_times: Vec<(PathBuf, TimeSpec)>,
     warnings: Vec<String>,
 }
 
-impl Unpacker<'_> {
+impl Unpacker {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader) {
@@ -216,6 +238,8 @@ impl Unpacker<'_> {
         let parent = self.parent_dir(path, shown)?;
         let parent = parent.as_fd();
         let name = path.name();
+        // Listed: what the tar says wins over what the layers below show.
+        self.implied.remove(&path.to_path());
         let rootless = self.options.rootless;
         // What is there already goes, unless a directory meets a directory: then the
         // entry only sets its metadata (tar lists a directory once, but layers may
@@ -367,8 +391,8 @@ impl Unpacker<'_> {
         self.dir(path.parents(), shown)
     }
 
-    /// Opens the directory `parts`, making what is missing of it. In overlay mode a
-    /// directory made here copies the one the layers below show there (see [`lower`]).
+    /// Opens the directory `parts`, making what is missing of it; what it makes is
+    /// [`Unpacker::implied`].
     fn dir(&mut self, parts: &[std::ffi::OsString], shown: &str) -> Result<OwnedFd> {
         let mut dir = beneath::open_dir(self.root.as_fd(), &[])?;
         for (i, part) in parts.iter().enumerate() {
@@ -384,20 +408,6 @@ impl Unpacker<'_> {
                     beneath::why(errno)
                 ),
             }
-            let meta = match self.target {
-                Target::Flat => None,
-                Target::Overlay { lowers } => {
-                    match lower::below(lowers, &parts[..=i], self.options.opaque_xattr())? {
-                        Below::Dir(stat) => Some(stat),
-                        Below::Nothing | Below::Other => None,
-                        Below::Symlink(n) => bail!(
-                            "the entry {shown} goes through {}, a symlink in a layer below: a \
-                             layer may not write through a symlink",
-                            parts[..n].iter().collect::<PathBuf>().display()
-                        ),
-                    }
-                }
-            };
             mkdirat(
                 dir.as_fd(),
                 part.as_os_str(),
@@ -405,23 +415,9 @@ impl Unpacker<'_> {
             )
             .with_context(|| format!("creating the directory of {shown}"))?;
             let made = beneath::open_dir(dir.as_fd(), std::slice::from_ref(part))?;
-            let (uid, gid, mode) =
-                meta.map_or((0, 0, 0o755), |s| (s.st_uid, s.st_gid, s.st_mode & 0o7777));
-            let implied = Meta {
-                uid,
-                gid,
-                mode,
-                mtime: TimeSpec::new(0, 0),
-                xattrs: Vec::new(),
-            };
-            meta::apply_fd(
-                made.as_fd(),
-                &implied,
-                shown,
-                self.options.rootless,
-                &mut self.warnings,
-            )?;
-            self.seen.insert(parts[..=i].iter().collect());
+            let path: PathBuf = parts[..=i].iter().collect();
+            self.seen.insert(path.clone());
+            self.implied.insert(path, shown.to_owned());
             dir = made;
         }
         Ok(dir)
@@ -433,7 +429,7 @@ impl Unpacker<'_> {
         // ANCHOR: whiteout
         // EXERCISE: for Target::Overlay, open the target's parent (self.parent_dir), remove what is there already (beneath::remove_if_present), then mknodat a 0:0 character device named target.name(); for Target::Flat, open the parent beneath self.root (beneath::open_dir; ENOENT: nothing to delete) and remove target.name() if present; then forget the path in self.seen
         match self.target {
-            Target::Overlay { .. } => {
+            Target::Overlay => {
                 let parent = self.parent_dir(target, shown)?;
                 beneath::remove_if_present(parent.as_fd(), target.name())
                     .with_context(|| format!("the whiteout {shown}"))?;
@@ -467,7 +463,7 @@ impl Unpacker<'_> {
     fn opaque(&mut self, dir: Option<&EntryPath>, shown: &str) -> Result<()> {
         let parts = dir.map_or(&[][..], EntryPath::parts);
         match self.target {
-            Target::Overlay { .. } => {
+            Target::Overlay => {
                 let fd = self.dir(parts, shown)?;
                 let name = self.options.opaque_xattr();
                 xattr::set(fd.as_fd(), name, b"y").map_err(|errno| {
