@@ -21,6 +21,7 @@
 
 mod beneath;
 pub(crate) mod compression;
+mod data;
 mod implied;
 mod lower;
 mod meta;
@@ -131,6 +132,7 @@ fn apply(blob: impl Read, dest: &At, target: Target, options: &Options) -> Resul
         options: *options,
         seen: HashSet::new(),
         implied: BTreeMap::new(),
+        copier: data::Copier::new(),
         dir_times: Vec::new(),
         warnings: Vec::new(),
     };
@@ -179,6 +181,7 @@ struct Unpacker {
     /// the first entry that needed it: their metadata comes from the layers below, in
     /// [`Unpacked::settle`].
     implied: BTreeMap<PathBuf, String>,
+    copier: data::Copier,
     /// Directories' times, set at the end.
     dir_times: Vec<(PathBuf, TimeSpec)>,
     warnings: Vec<String>,
@@ -271,7 +274,7 @@ impl Unpacker {
                 let fd = openat2(parent, Path::new(name), how)
                     .map_err(|errno| anyhow!("creating {shown}: {}", beneath::why(errno)))?;
                 let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(stream_error)?;
+                self.copier.copy(entry, &mut file).map_err(stream_error)?;
                 meta::apply_fd(file.as_fd(), &meta, shown, rootless, &mut self.warnings)?;
                 meta::set_time_fd(file.as_fd(), &meta.mtime, shown)?;
             }
