@@ -208,23 +208,26 @@ const NET_CONTENDERS: &[Contender] = &[
 /// every namespace, no network, removed after the run; as root also in a cgroup of
 /// its own. Next to it: stage 5 (the same without cgroups), runc, crun, bubblewrap and
 /// the `unshare` floor. `{store}` is an image store of the user's (root's or the bench
-/// user's) that the warm-up rounds fill with the offline busybox image.
+/// user's) that the warm-up rounds fill with the offline busybox image; `{xdg}` a
+/// runtime directory on a tmpfs, as logind gives every user (`/run/user/UID`), where
+/// the containers' records go (root's, `/run/keel`, gets a tmpfs of the benchmark's
+/// own: this machine's `/run` is not one, as it is on most).
 const START_CONTENDERS: &[Contender] = &[
     Contender {
         name: "stage06 image",
-        line: "KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
         package: Some("stage06-cgroups"),
         runs_as: As::Root,
     },
     Contender {
         name: "stage06 --memory",
-        line: "KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none --memory 64m busybox /bin/true",
+        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none --memory 64m busybox /bin/true",
         package: Some("stage06-cgroups"),
         runs_as: As::Root,
     },
     Contender {
         name: "stage05 image",
-        line: "KEEL_STORE={store} {release}/stage05-overlay run --rm --network none busybox /bin/true",
+        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage05-overlay run --rm --network none busybox /bin/true",
         package: Some("stage05-overlay"),
         runs_as: As::Root,
     },
@@ -234,13 +237,13 @@ const START_CONTENDERS: &[Contender] = &[
     RUNC,
     Contender {
         name: "stage06 image (user)",
-        line: "KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
         package: Some("stage06-cgroups"),
         runs_as: As::User,
     },
     Contender {
         name: "stage05 image (user)",
-        line: "KEEL_STORE={store} {release}/stage05-overlay run --rm --network none busybox /bin/true",
+        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage05-overlay run --rm --network none busybox /bin/true",
         package: Some("stage05-overlay"),
         runs_as: As::User,
     },
@@ -263,6 +266,8 @@ pub(crate) struct Places {
     states: [PathBuf; 2],
     /// Image stores (stage 5 and 6), for root and for the user.
     stores: [PathBuf; 2],
+    /// Runtime directories on a tmpfs, for root and for the user.
+    runtime_dirs: [PathBuf; 2],
 }
 
 impl Contender {
@@ -298,6 +303,7 @@ impl Contender {
             let (key, value) = assignment.split_once('=').unwrap_or_default();
             match value {
                 "{store}" => command.env(key, &places.stores[which]),
+                "{xdg}" => command.env(key, &places.runtime_dirs[which]),
                 _ => command.env(key, value),
             };
         }
@@ -362,6 +368,7 @@ pub(crate) struct Setup {
     pub(crate) places: Places,
     pub(crate) user: Option<BenchUser>,
     _place: tempfile::TempDir,
+    _shm: tempfile::TempDir,
     _memfds: Vec<OwnedFd>,
 }
 
@@ -396,6 +403,10 @@ impl Setup {
         // workspace lives: copy the binaries and build the rootfs in a world-readable
         // place.
         let place = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
+        let shm = tempfile::Builder::new()
+            .prefix("keel-bench-")
+            .tempdir_in("/dev/shm")?;
+        fs::set_permissions(shm.path(), fs::Permissions::from_mode(0o755))?;
         fs::set_permissions(place.path(), fs::Permissions::from_mode(0o755))?;
         let rootfs = place.path().join("rootfs");
         rootfs::busybox(&rootfs)?;
@@ -441,6 +452,7 @@ impl Setup {
             ],
             states: [place.path().join("state"), place.path().join("state-user")],
             stores: [place.path().join("store"), place.path().join("store-user")],
+            runtime_dirs: [shm.path().join("root"), shm.path().join("user")],
             rootfs,
             release,
             owned,
@@ -450,10 +462,16 @@ impl Setup {
             prepare_bundles(&chosen, &places, ids)?;
         }
         if chosen.iter().any(|c| c.line.contains("{store}")) {
-            fs::create_dir(&places.stores[0])?;
-            fs::create_dir(&places.stores[1])?;
+            for dir in places.stores.iter().chain(&places.runtime_dirs) {
+                fs::create_dir(dir)?;
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+            }
             if let Some((uid, gid)) = ids {
                 std::os::unix::fs::chown(&places.stores[1], Some(uid), Some(gid))?;
+                std::os::unix::fs::chown(&places.runtime_dirs[1], Some(uid), Some(gid))?;
+            }
+            if workspace::is_root() {
+                run_on_tmpfs()?;
             }
         }
         Ok(Self {
@@ -461,6 +479,7 @@ impl Setup {
             places,
             user,
             _place: place,
+            _shm: shm,
             _memfds: memfds,
         })
     }
@@ -577,6 +596,23 @@ fn without_the_unified_cgroup() -> Result<()> {
     if unified.is_dir() {
         let _ = umount2(unified, MntFlags::MNT_DETACH);
     }
+    Ok(())
+}
+
+/// A tmpfs on `/run/keel`, in the benchmark's own mount namespace (see
+/// [`without_the_unified_cgroup`]): root's container records go there, as they go to
+/// a tmpfs on machines whose `/run` is one.
+fn run_on_tmpfs() -> Result<()> {
+    use nix::mount::{MsFlags, mount};
+    let dir = Path::new("/run/keel");
+    fs::create_dir_all(dir)?;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0711"),
+    )?;
     Ok(())
 }
 
