@@ -495,6 +495,8 @@ impl Setup {
         };
         let ids = self.user.as_ref().map(|u| (u.uid, u.gid));
         let report = tempfile::NamedTempFile::new()?;
+        // The rootless rows' time writes it too.
+        fs::set_permissions(report.path(), fs::Permissions::from_mode(0o666))?;
         let width = name_width(self.chosen.iter().map(|c| c.name));
         println!("\npeak resident set of the process tree (GNU time's %M, one run each)");
         let mut floor = Command::new(&time);
