@@ -175,16 +175,17 @@ mod read_oom_kills {
     #[test]
     fn a_killed_child_is_reported_too() {
         let limited = need!(Limited::root());
-        // `tail` keeps what it reads until the end: it is the one over the limit.
+        // `tail` keeps what it reads until the end: it is the one over the limit, and
+        // (oom_score_adj 1000) the one the OOM killer takes first.
         let out = limited.sh(
             &["--memory", "32m", "--memory-swap", "32m"],
-            "head -c 100m /dev/zero | tail > /dev/null; echo shell lives",
+            "head -c 100m /dev/zero | sh -c 'echo 1000 > /proc/self/oom_score_adj; exec tail' \
+             > /dev/null; echo shell lives",
         );
         out.expect_success();
         assert_eq!(out.stdout, "shell lives\n", "{out}");
         assert!(
-            out.stderr
-                .contains("1 of the container's processes were killed"),
+            out.stderr.contains("of the container's processes w"),
             "{out}"
         );
     }
@@ -502,7 +503,7 @@ checks='
     cat /tmp/hog.err >&2
     echo "hog_code=$hog"
     echo "hog_said=$(grep -c "memory limit (32MiB)" /tmp/hog.err)"
-    $K --memory 32m --memory-swap 32m -- sh -c "head -c 100m /dev/zero | tail >/dev/null; grep oom_kill /sys/fs/cgroup/memory.events | tr \" \" =" 2>/dev/null
+    $K --memory 32m --memory-swap 32m -- sh -c "head -c 100m /dev/zero | sh -c \"echo 1000 > /proc/self/oom_score_adj; exec tail\" >/dev/null; grep oom_kill /sys/fs/cgroup/memory.events | tr \" \" =" 2>/dev/null
     $K --pids-limit 20 -- sh -c "sh -c \"for i in \\\$(seq 60); do sleep 30 & done\" 2>/dev/null; set -- /proc/[0-9]*; echo processes=\$#; kill -9 -1; wait; echo pids_max=\$(cat /sys/fs/cgroup/pids.max)"
     $K --cpus 0.1 -- sh -c "timeout 2 sh -c \"while :; do :; done\"; echo cpu_max=\$(cat /sys/fs/cgroup/cpu.max | tr \" \" :); grep nr_throttled /sys/fs/cgroup/cpu.stat | tr \" \" ="
     echo "cgroup=$($K --memory 64m -- cat /proc/self/cgroup)"
@@ -525,7 +526,9 @@ checks='
         };
         assert_eq!(get("hog_code"), "137", "{stdout}");
         assert_eq!(get("hog_said"), "1", "the runtime should say why\n{stdout}");
-        assert_eq!(get("oom_kill"), "1", "memory.events' oom_kill\n{stdout}");
+        // `tail` at least; the OOM killer may take `head` too before the pipe ends.
+        let kills: u32 = get("oom_kill").parse().expect("a count");
+        assert!(kills >= 1, "memory.events' oom_kill\n{stdout}");
         let processes: u32 = get("processes").parse().expect("a count");
         assert!((10..=20).contains(&processes), "{stdout}");
         assert_eq!(get("pids_max"), "20", "{stdout}");

@@ -111,7 +111,10 @@ impl Layer for Cgroups {
             let what = if cx.code == Some(137) {
                 "the container was killed".to_owned()
             } else {
-                format!("{kills} of the container's processes were killed")
+                match kills {
+                    1 => "one of the container's processes was killed".to_owned(),
+                    n => format!("{n} of the container's processes were killed"),
+                }
             };
             eprintln!(
                 "{NAME}: {what}: it went over {limit} and the kernel's OOM killer ended it \
