@@ -820,6 +820,84 @@ mod lifecycle {
         limited.assert_gone(&n, &id, &marker);
     }
 
+    /// With a network helper: a supervisor killed by SIGKILL takes slirp4netns with it
+    /// (its exit pipe closes), and `rm -f` removes the run directory it named.
+    #[test]
+    fn rm_f_after_a_killed_supervisor_removes_the_network() {
+        need!(keel_graders::net::installed("slirp4netns", "slirp4netns"));
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let n = name("netorphan");
+        let out = limited
+            .stage
+            .run()
+            .args(["-d", "--name", &n, "--network", "slirp4netns"])
+            .cmd(["busybox", "sleep", "300"])
+            .output();
+        out.expect_success();
+        let id = out.stdout.trim().to_owned();
+        let run_dir = format!("/run/keel/net-{id}");
+        let helpers = || keel_graders::net::processes_mentioning(&run_dir);
+        assert_eq!(
+            helpers().len(),
+            1,
+            "slirp4netns should serve it: {:?}",
+            helpers()
+        );
+        let pid1 = limited.pid1(&id);
+        let stat = std::fs::read_to_string(format!("/proc/{pid1}/stat")).expect("stat");
+        let supervisor: i32 = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+            .expect("the parent of PID 1");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), Signal::SIGKILL)
+            .expect("kill the supervisor");
+        assert!(
+            wait_for_exit(pid1, Duration::from_secs(20)),
+            "PID 1 outlived it"
+        );
+        super::runtime_helpers::eventually("slirp4netns exits with the supervisor", || {
+            helpers().is_empty()
+        });
+        assert!(
+            Path::new(&run_dir).is_dir(),
+            "the killed supervisor cannot have removed {run_dir}"
+        );
+        limited.keel(&["rm", "-f", &n]).expect_success();
+        assert!(!Path::new(&run_dir).exists(), "rm -f left {run_dir}");
+        assert!(limited.cgroups_of(&id).is_empty(), "rm -f left its cgroup");
+        assert_eq!(limited.ps_line(&n), None);
+    }
+
+    /// A `--rm` container whose supervisor was killed cannot remove itself: the next
+    /// container started removes it (record, cgroup, writable layer).
+    #[test]
+    fn a_killed_rm_container_is_swept_by_the_next_run() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("swept");
+        let id = limited.detached(&n, &["--rm"], &format!("exec {}", marker.sleep()));
+        let pid1 = limited.pid1(&id);
+        let stat = std::fs::read_to_string(format!("/proc/{pid1}/stat")).expect("stat");
+        let supervisor: i32 = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+            .expect("the parent of PID 1");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), Signal::SIGKILL)
+            .expect("kill the supervisor");
+        assert!(
+            wait_for_exit(pid1, Duration::from_secs(20)),
+            "PID 1 outlived it"
+        );
+        assert!(
+            limited.ps_line(&n).is_some() && limited.layer(&id).is_dir(),
+            "nothing could remove it yet"
+        );
+        limited.sh(&[], "true").expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
     #[test]
     fn init_reaps_orphans() {
         let limited = need!(Limited::root());
