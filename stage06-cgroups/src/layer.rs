@@ -40,6 +40,20 @@ impl Cgroups {
     }
 }
 
+/// Refuses limits that no cgroup can give here (a user on cgroup v1), before any
+/// layer prepares anything: an image is not imported, nor a network started, for a
+/// run that cannot happen.
+pub fn refuse_impossible(limits: &Limits, parent: &std::path::Path) -> Result<()> {
+    if !limits.any() {
+        return Ok(());
+    }
+    let root = nix::unistd::geteuid().is_root();
+    if let Placement::Without { why, fix } = placement::place(Mode::detect()?, parent, root)? {
+        bail!("limits were asked for, but {why}: {fix}");
+    }
+    Ok(())
+}
+
 impl Layer for Cgroups {
     fn name(&self) -> &'static str {
         "cgroups"

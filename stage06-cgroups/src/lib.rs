@@ -118,6 +118,7 @@ impl Args {
 /// state), then `--read-only`'s, which needs the root built.
 pub fn layers_recording(args: &Args, record: Option<layer::Record>) -> Result<Vec<Box<dyn Layer>>> {
     let limits = args.limits()?;
+    layer::refuse_impossible(&limits, &args.cgroup_parent)?;
     let mut layers = Stage05::layers(&args.stage05)?;
     layers.push(Box::new(layer::Cgroups::new(
         limits,
