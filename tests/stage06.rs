@@ -70,13 +70,35 @@ impl Parent {
 }
 
 impl Drop for Parent {
+    /// Checks that nothing was left, then removes whatever was: also after a failed
+    /// grader, and after a runtime that panicked (a student's `todo!()`) and cleaned
+    /// nothing up. The processes of a cgroup left behind are the grader's own.
     fn drop(&mut self) {
         let left = self.children();
+        for child in &left {
+            remove_cgroup(child);
+        }
         for hierarchy in HIERARCHIES {
-            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(hierarchy).join(&self.0));
+            remove_cgroup(&Path::new("/sys/fs/cgroup").join(hierarchy).join(&self.0));
         }
         if !std::thread::panicking() {
             assert!(left.is_empty(), "cgroups left behind: {left:?}");
+        }
+    }
+}
+
+/// Kills what is in the cgroup `dir` and removes it, waiting a little for the kernel
+/// to take the dead out (it may answer EBUSY for a moment).
+fn remove_cgroup(dir: &Path) {
+    for _ in 0..100 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
         }
     }
 }
