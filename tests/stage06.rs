@@ -75,6 +75,12 @@ impl Drop for Parent {
     /// nothing up. The processes of a cgroup left behind are the grader's own.
     fn drop(&mut self) {
         let left = self.children();
+        // The runtime removes the parent it made once its last container is gone.
+        let parents: Vec<PathBuf> = HIERARCHIES
+            .iter()
+            .map(|h| Path::new("/sys/fs/cgroup").join(h).join(&self.0))
+            .filter(|p| p.exists())
+            .collect();
         for child in &left {
             remove_cgroup(child);
         }
@@ -83,6 +89,10 @@ impl Drop for Parent {
         }
         if !std::thread::panicking() {
             assert!(left.is_empty(), "cgroups left behind: {left:?}");
+            assert!(
+                parents.is_empty(),
+                "parent cgroups left behind: {parents:?}"
+            );
         }
     }
 }
@@ -531,6 +541,7 @@ checks='
     echo "cgroup=$($K --memory 64m -- cat /proc/self/cgroup)"
     echo "born_in_cgroup=$($K --explain --memory 64m -- true 2>&1 | grep -c "CLONE_INTO_CGROUP")"
     echo "left=$(find $PARENT -mindepth 1 -type d 2>/dev/null | wc -l)"
+    echo "parent_left=$([ -d $PARENT ] && echo yes || echo no)"
 '
 "#;
 
@@ -564,6 +575,11 @@ checks='
             "on v2 the child is born in its cgroup (clone3's CLONE_INTO_CGROUP)\n{stdout}"
         );
         assert_eq!(get("left"), "0", "cgroups left behind\n{stdout}");
+        assert_eq!(
+            get("parent_left"),
+            "no",
+            "keel's parent cgroup left behind\n{stdout}"
+        );
     }
 
     fn binary() -> &'static str {

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,8 +58,7 @@ impl Cgroup {
             Placement::V2 { delegated, parent } => {
                 // cpuacct is v1's: v2's cpu controller counts CPU time itself.
                 wanted.remove(&Controller::Cpuacct);
-                let controllers = enable_v2(delegated, parent, &wanted)?;
-                let dir = make(parent, name, controllers)?;
+                let dir = make_in(parent, name, || enable_v2(delegated, parent, &wanted))?;
                 Ok(Cgroup {
                     v2: true,
                     dirs: vec![dir],
@@ -66,21 +66,35 @@ impl Cgroup {
             }
             Placement::V1 { parent } => {
                 let mounts = hierarchy::v1_mounts()?;
-                let mut dirs: Vec<Dir> = Vec::new();
+                let mut cgroup = Cgroup {
+                    v2: false,
+                    dirs: Vec::new(),
+                };
                 for controller in wanted {
                     let Some(mount) = hierarchy::v1_mount_of(&mounts, controller) else {
                         // Only a controller a limit needs is missed: `settings` says.
                         continue;
                     };
+                    let dirs = &mut cgroup.dirs;
                     if let Some(dir) = dirs.iter_mut().find(|d| d.path.starts_with(&mount.path)) {
                         dir.controllers.push(controller); // comounted, as cpu,cpuacct
                         continue;
                     }
                     let parent = mount.path.join(parent);
-                    mkdir_all(&parent)?;
-                    dirs.push(make(&parent, name, vec![controller])?);
+                    let made = make_in(&parent, name, || {
+                        mkdir_all(&parent)?;
+                        Ok(vec![controller])
+                    });
+                    match made {
+                        Ok(dir) => cgroup.dirs.push(dir),
+                        Err(err) => {
+                            // The hierarchies done so far are not left behind.
+                            let _ = cgroup.remove();
+                            return Err(err);
+                        }
+                    }
                 }
-                Ok(Cgroup { v2: false, dirs })
+                Ok(cgroup)
             }
             Placement::Without { why, .. } => bail!("no cgroup: {why}"),
         }
@@ -203,8 +217,11 @@ impl Cgroup {
                 format_args!("rmdir {}", dir.path.display()),
                 "the container is gone: remove its cgroup",
             );
-            if let Err(err) = rmdir_empty(&dir.path) {
-                first_error.get_or_insert(err);
+            match rmdir_empty(&dir.path) {
+                Ok(()) => remove_empty_parent(&dir.path),
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -267,11 +284,41 @@ fn enable_v2(
 }
 // ANCHOR_END: enable_v2
 
-/// `mkdir <parent>/<name>` and lock it, after sweeping `parent`. The parent is locked
-/// meanwhile, so that no other runtime's sweep sees the new cgroup between its
-/// `mkdir` and its lock, empty and unlocked, and takes it for abandoned.
-fn make(parent: &Path, name: &str, controllers: Vec<Controller>) -> Result<Dir> {
-    let _parent = lock(parent, FlockArg::LockExclusive)?;
+/// [`make`], with `ready` making `parent` first (and saying which controllers the
+/// cgroup gets); again if the last container of another runtime removed `parent` in
+/// between (see [`remove_empty_parent`]).
+fn make_in(
+    parent: &Path,
+    name: &str,
+    mut ready: impl FnMut() -> Result<Vec<Controller>>,
+) -> Result<Dir> {
+    for _ in 0..5 {
+        let controllers = ready()?;
+        if let Some(dir) = make(parent, name, controllers)? {
+            return Ok(dir);
+        }
+    }
+    bail!(
+        "{}: removed again and again while a cgroup was made in it",
+        parent.display()
+    )
+}
+
+/// `mkdir <parent>/<name>` and lock it, after sweeping `parent`; `None` if `parent`
+/// is gone. The parent is locked meanwhile, so that no other runtime's sweep sees the
+/// new cgroup between its `mkdir` and its lock, empty and unlocked, and takes it for
+/// abandoned, and no runtime removes the parent.
+fn make(parent: &Path, name: &str, controllers: Vec<Controller>) -> Result<Option<Dir>> {
+    let parent_lock = match lock(parent, FlockArg::LockExclusive) {
+        Ok(lock) => lock,
+        Err(err) if is_not_found(&err) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    // Locked, but removed just before: the path is gone, or names a new directory.
+    let locked = parent_lock.metadata()?.ino();
+    if fs::metadata(parent).map(|m| m.ino()).ok() != Some(locked) {
+        return Ok(None);
+    }
     sweep(parent);
     let path = parent.join(name);
     explain::step(
@@ -280,16 +327,40 @@ fn make(parent: &Path, name: &str, controllers: Vec<Controller>) -> Result<Dir> 
     );
     fs::create_dir(&path).with_context(|| format!("creating the cgroup {}", path.display()))?;
     match lock(&path, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Dir {
+        Ok(lock) => Ok(Some(Dir {
             path,
             controllers,
             _lock: lock,
-        }),
+        })),
         Err(err) => {
             let _ = fs::remove_dir(&path);
             Err(err)
         }
     }
+}
+
+// ANCHOR: remove_empty_parent
+/// Removes the parent of the cgroup `leaf` (`keel`, or `--cgroup-parent`'s last
+/// part) once no container is left in it: keel leaves nothing of its own behind. The
+/// parent is locked, so that no runtime is making a cgroup in it meanwhile; `rmdir`
+/// refuses while another container's cgroup is there.
+fn remove_empty_parent(leaf: &Path) {
+    let Some(parent) = leaf.parent() else { return };
+    if let Ok(_held) = lock(parent, FlockArg::LockExclusive)
+        && fs::remove_dir(parent).is_ok()
+    {
+        explain::step(
+            format_args!("rmdir {}", parent.display()),
+            "no container is left in keel's parent cgroup",
+        );
+    }
+}
+// ANCHOR_END: remove_empty_parent
+
+fn is_not_found(err: &anyhow::Error) -> bool {
+    err.root_cause()
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == ErrorKind::NotFound)
 }
 
 /// `flock(2)` on a cgroup directory: cgroupfs locks like any other filesystem.
@@ -391,5 +462,7 @@ pub fn remove_dir(path: &Path) -> Result<()> {
         format_args!("rmdir {}", path.display()),
         "the container's cgroup, left by a runtime that could not remove it",
     );
-    rmdir_empty(path)
+    rmdir_empty(path)?;
+    remove_empty_parent(path);
+    Ok(())
 }
