@@ -36,8 +36,9 @@ enum Verdict {
     Unsolved,
     /// No grader test is in the exercise's module.
     NoTests,
-    /// The reference itself fails these tests; some ran into these `todo!()`s.
-    ReferenceFails(Vec<String>, Vec<String>),
+    /// The reference itself fails these tests (each with what it printed); some ran
+    /// into these `todo!()`s.
+    ReferenceFails(Vec<(String, String)>, Vec<String>),
     /// Every test skipped on this machine, so nothing is proven either way.
     Unchecked,
     /// The copy without the solution does not compile.
@@ -66,13 +67,13 @@ impl Verdict {
             Verdict::Unsolved => "still todo!() here: no solution to check".into(),
             Verdict::ReferenceFails(tests, todos) if !todos.is_empty() => format!(
                 "the reference fails {}: they stop at the todo!() of {}",
-                tests.join(", "),
+                names(tests),
                 todos.join(", ")
             ),
             Verdict::ReferenceFails(tests, _) => {
                 format!(
-                    "the reference fails {} (see `cargo xtask grade`)",
-                    tests.join(", ")
+                    "the reference fails {} (what they printed is below)",
+                    names(tests)
                 )
             }
             Verdict::Unchecked => "every test was skipped on this machine: not checked".into(),
@@ -80,6 +81,12 @@ impl Verdict {
             Verdict::NotCaught => "the graders still pass without the solution".into(),
         }
     }
+}
+
+/// The names of failed tests, for a line of the table.
+fn names(tests: &[(String, String)]) -> String {
+    let names: Vec<&str> = tests.iter().map(|(name, _)| name.as_str()).collect();
+    names.join(", ")
 }
 
 /// One row of the table.
@@ -171,7 +178,13 @@ fn judge_reference(report: Option<&Report>, name: &str) -> (usize, &'static str,
                 }
             }
         }
-        let failed = failed.into_iter().map(str::to_owned).collect();
+        let failed = failed
+            .into_iter()
+            .map(|test| {
+                let printed = report.and_then(|r| r.failures.get(test));
+                (test.to_owned(), printed.cloned().unwrap_or_default())
+            })
+            .collect();
         ("FAIL", Some(Verdict::ReferenceFails(failed, todos)))
     } else if Tally::of(tests.iter().copied()).passed == 0 {
         ("skipped", Some(Verdict::Unchecked))
@@ -257,11 +270,19 @@ fn print_table(rows: &[Row]) {
         );
     }
     for row in rows {
-        if let Verdict::DoesNotCompile(messages) = &row.verdict {
-            println!(
+        match &row.verdict {
+            Verdict::DoesNotCompile(messages) => println!(
                 "\n{} without its solution does not compile:\n{messages}",
                 row.exercise.id()
-            );
+            ),
+            // A reference that fails here and passed elsewhere is a flaky grader: what
+            // it printed is the only trace of why.
+            Verdict::ReferenceFails(tests, todos) if todos.is_empty() => {
+                for (test, printed) in tests {
+                    println!("\n---- the reference's {test} printed:\n{printed}");
+                }
+            }
+            _ => {}
         }
     }
     let proven = rows.iter().filter(|r| r.verdict == Verdict::Proven).count();

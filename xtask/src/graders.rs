@@ -39,6 +39,8 @@ pub struct Report {
     pub tests: Vec<TestLine>,
     /// For each failed test, the exercises whose `todo!()` it ran into.
     pub todos: HashMap<String, Vec<String>>,
+    /// For each failed test, what it printed: why it failed.
+    pub failures: HashMap<String, String>,
     /// The tests that skipped, and why.
     pub skips: Vec<Skip>,
 }
@@ -178,13 +180,17 @@ impl Graders {
         let skips = libtest::read_skip_log(&self.skip_log);
         let tests = libtest::results(&output, &skips);
         let failed: Vec<&str> = Report::failed(&tests.iter().collect::<Vec<_>>());
-        let todos = libtest::failure_outputs(&output, &failed)
+        let failures: HashMap<String, String> = libtest::failure_outputs(&output, &failed)
             .into_iter()
-            .map(|(test, printed)| (test, todos::hit(&printed)))
+            .collect();
+        let todos = failures
+            .iter()
+            .map(|(test, printed)| (test.clone(), todos::hit(printed)))
             .collect();
         Ok(Report {
             tests,
             todos,
+            failures,
             skips,
         })
     }

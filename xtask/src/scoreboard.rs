@@ -464,6 +464,7 @@ mod tests {
     /// A report: (test, outcome, the todo!()s its output shows).
     fn report(tests: &[(&str, Outcome, &[&str])]) -> Report {
         Report {
+            failures: Default::default(),
             tests: tests.iter().map(|(name, o, _)| test(name, *o)).collect(),
             todos: tests
                 .iter()
