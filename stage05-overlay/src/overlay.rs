@@ -108,11 +108,9 @@ impl Layer for Overlay {
         let reference: Reference = name.parse()?;
         let store = Store::open(Store::default_root()?)?;
         let image = crate::busybox::load_or_import(&store, &reference)?;
-        let mut lease = store.lease()?;
         let mut blobs = vec![image.manifest.clone()];
         blobs.extend(image.layers.iter().map(|l| l.blob.clone()));
-        lease.add(&blobs, &image.diff_ids())?;
-        self.lease = Some(lease);
+        self.lease = Some(store.lease_holding(&blobs, &image.diff_ids())?);
         // Once per layer, ever: a run of an image the store has unpacked starts at once.
         if !image
             .diff_ids()

@@ -35,12 +35,22 @@ pub struct Lease {
 impl Store {
     /// A lease of this process, holding nothing yet.
     pub fn lease(&self) -> Result<Lease> {
-        self.lease_for(self.owner)
+        self.new_lease(self.owner, &[], &[])
+    }
+
+    /// A lease of this process that holds `blobs` and `layers` from the start: one
+    /// write of the lease file instead of two (a run takes one before every start).
+    pub fn lease_holding(&self, blobs: &[Digest], layers: &[Digest]) -> Result<Lease> {
+        self.new_lease(self.owner, blobs, layers)
     }
 
     /// A lease of `owner`: a container's supervising process, which may outlive this
     /// one. Call [`Lease::keep`] so that dropping it here does not release it.
     pub fn lease_for(&self, owner: Owner) -> Result<Lease> {
+        self.new_lease(owner, &[], &[])
+    }
+
+    fn new_lease(&self, owner: Owner, blobs: &[Digest], layers: &[Digest]) -> Result<Lease> {
         let name = self.fresh_name();
         let mut lease = Lease {
             store: self.clone(),
@@ -49,7 +59,7 @@ impl Store {
             blobs: BTreeSet::new(),
             layers: BTreeSet::new(),
         };
-        lease.add(&[], &[])?;
+        lease.add(blobs, layers)?;
         Ok(lease)
     }
 }
