@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod clone3;
 pub mod doctor;
+pub mod exe_view;
 pub mod exec;
 pub mod exit;
 pub mod explain;

@@ -29,7 +29,10 @@
 //!   subordinate ids include 0 could map root: such a user is root already.)
 //!
 //! What remains is a binary the caller may write, such as the one `cargo build` makes:
-//! container root is its owner, or root itself.
+//! container root is its owner, or root itself. A user's runtime then needs no copy
+//! either: it re-executes through a read-only bind mount of its binary, made in a user
+//! namespace of its own ([`crate::exe_view`]), which costs the second `execve` alone.
+//! Root's runtime copies: its containers may hold root's own capabilities.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -42,7 +45,7 @@ use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::statvfs::FsFlags;
 
-use crate::explain;
+use crate::{exe_view, explain};
 
 /// The seals that make the copy immutable: no write, no truncate, no growth, and no
 /// removing of seals.
@@ -60,23 +63,47 @@ const SEAL_ATTEMPTS: u32 = 10;
 const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
 
 // ANCHOR: reexec
-/// Makes sure this process runs from a sealed copy of its binary: returns at once if
-/// it already does, and otherwise re-executes itself from one (and does not return).
+/// Makes sure this process runs from a binary no container can write: returns at once
+/// if it already does, and otherwise re-executes itself (and does not return) from a
+/// read-only view of its binary when a user runs it, or from a sealed copy.
 pub fn ensure() -> Result<()> {
     let exe = File::open("/proc/self/exe").context("opening /proc/self/exe")?;
     if is_sealed(&exe) || on_a_read_only_mount(&exe) || beyond_a_users_containers(&exe) {
         return Ok(());
     }
-    let copy = sealed_copy(&exe)?;
-    explain::step(
-        "memfd_create(\"keel\"); sendfile(/proc/self/exe); F_ADD_SEALS; execveat(memfd)",
-        "run from a sealed copy of the runtime, so that no container can reach the host's \
-         binary through /proc/self/exe",
-    );
+    // Root's containers may hold root's own capabilities (stages 1 and 2): a sealed
+    // copy owes nothing to the rules about who may change a mount.
+    let view = (!nix::unistd::geteuid().is_root()).then(|| exe_view::of(&exe));
+    let target = match view {
+        Some(Ok(view)) => {
+            explain::step(
+                "fork; unshare(CLONE_NEWUSER|CLONE_NEWNS); open_tree(/proc/self/exe's path, \
+                 OPEN_TREE_CLONE); mount_setattr(MOUNT_ATTR_RDONLY); execveat(the view)",
+                "run from a read-only bind mount of the runtime's binary, so that no \
+                 container can write it through /proc/self/exe",
+            );
+            view
+        }
+        None => explained_copy(&exe, String::new())?,
+        Some(Err(why)) => explained_copy(&exe, format!(" (no read-only view: {why:#})"))?,
+    };
     drop(exe);
-    Err(reexec(&copy)).context("re-executing from the sealed copy (execveat)")
+    Err(reexec(&target)).context("re-executing the runtime (execveat)")
 }
 // ANCHOR_END: reexec
+
+/// A sealed copy of `exe`, said under `--explain` (`note` tells why there is no view).
+fn explained_copy(exe: &File, note: String) -> Result<OwnedFd> {
+    let copy = sealed_copy(exe)?;
+    explain::step(
+        "memfd_create(\"keel\"); sendfile(/proc/self/exe); F_ADD_SEALS; execveat(memfd)",
+        format_args!(
+            "run from a sealed copy of the runtime, so that no container can reach the \
+             host's binary through /proc/self/exe{note}"
+        ),
+    );
+    Ok(copy)
+}
 
 /// Whether `exe` is a memfd sealed against writes: a plain file has no seals, and
 /// F_GET_SEALS fails on it.

@@ -16,15 +16,31 @@ fn binary_owned_by(uid: u32, gid: u32) -> (tempfile::TempDir, PathBuf) {
 mod sealed_exe {
     use super::*;
 
-    /// The user's own binary: the runtime copies it.
+    /// The user's own binary: the runtime re-executes through a read-only mount of it.
     #[test]
-    fn runtime_runs_from_a_sealed_memfd() {
+    fn runtime_runs_from_a_read_only_view() {
         let (user, _) = need!(with_ranges());
         let busybox = need!(users::accessible_busybox());
         let (_dir, binary) = binary_owned_by(user.uid, user.gid);
         let stage = Runtime::new(NAME, &binary)
             .with_options([Path::new("--rootfs"), busybox])
             .as_user(user.run_as());
+        let _leaks = LeakCheck::start();
+        sealed::runtime_runs_from_a_read_only_view(&stage, &binary);
+    }
+
+    /// The user's own binary, gone from its path (a new build replaced it): no view
+    /// can be mounted, and the runtime copies itself.
+    #[test]
+    fn a_binary_gone_from_its_path_runs_from_a_sealed_memfd() {
+        let (user, _) = need!(with_ranges());
+        let busybox = need!(users::accessible_busybox());
+        let (_dir, binary) = binary_owned_by(user.uid, user.gid);
+        let (program, args) = sealed::deleted_binary_wrapper();
+        let stage = Runtime::new(NAME, &binary)
+            .with_options([Path::new("--rootfs"), busybox])
+            .as_user(user.run_as())
+            .wrapped_in(program, args);
         let _leaks = LeakCheck::start();
         sealed::runtime_runs_from_a_sealed_copy(&stage);
     }

@@ -117,9 +117,9 @@ mod sealed_exe {
     use keel_graders::attacker;
 
     /// The user's own binary (as `cargo run` builds it): the runtime runs from a
-    /// sealed copy.
+    /// read-only view of it.
     #[test]
-    fn runtime_runs_from_a_sealed_copy() {
+    fn runtime_runs_from_a_read_only_view() {
         let user = need!(users::with_ranges());
         let busybox = need!(users::accessible_busybox());
         let (_dir, binary) = users::binary_owned_by(&binary(), user.uid, user.gid);
@@ -128,7 +128,7 @@ mod sealed_exe {
             .with_options(["--network", "none"])
             .as_user(user.run_as());
         let _leaks = LeakCheck::start();
-        sealed::runtime_runs_from_a_sealed_copy(&stage);
+        sealed::runtime_runs_from_a_read_only_view(&stage, &binary);
     }
 
     /// Root's binary, run by a user: no copy, and the attack is refused all the same.

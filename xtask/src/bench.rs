@@ -241,6 +241,14 @@ const START_CONTENDERS: &[Contender] = &[
         package: Some("stage06-cgroups"),
         runs_as: As::User,
     },
+    // The user's own build (what `cargo build` makes): it re-executes through a
+    // read-only view of itself first (common/src/exe_view.rs).
+    Contender {
+        name: "stage06 own build (user)",
+        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {owned}/stage06-cgroups run --rm --network none busybox /bin/true",
+        package: Some("stage06-cgroups"),
+        runs_as: As::User,
+    },
     Contender {
         name: "stage05 image (user)",
         line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage05-overlay run --rm --network none busybox /bin/true",

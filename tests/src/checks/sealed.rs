@@ -41,11 +41,13 @@ pub fn runtime_binary_is_out_of_reach(runtime: &Runtime, binary: &Path) {
     let out = running.wait();
     marker.assert_none_left();
     let after = std::fs::read(binary).expect("reading the runtime's binary");
+    // The container may reach the file itself only through a read-only mount.
     assert!(
-        seen != [meta.dev(), meta.ino()],
+        seen != [meta.dev(), meta.ino()] || verdict == "denied 30",
         "inside the container, /proc/self/exe of a process that execs the runtime's binary \
-         names the host's binary itself (dev {} inode {}): the runtime must run from a \
-         sealed copy (memfd) so that the container never reaches the real file\n{out}",
+         names the host's binary itself (dev {} inode {}), and its write was not refused \
+         with EROFS ({verdict:?}): the runtime must run from a sealed copy (memfd) or \
+         through a read-only mount of its binary\n{out}",
         meta.dev(),
         meta.ino()
     );
@@ -80,6 +82,33 @@ pub fn runtime_runs_from_a_sealed_copy(runtime: &Runtime) {
     assert!(
         seals.contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL),
         "the runtime's memfd is not sealed against writes: {seals:?}"
+    );
+}
+
+/// Seen from the host: while a user's container runs, the runtime's `/proc/PID/exe`
+/// is `binary` itself (the user's own), but on a read-only mount of the runtime's
+/// own making, in no mount namespace: none of the host's mounts is read-only there.
+pub fn runtime_runs_from_a_read_only_view(runtime: &Runtime, binary: &Path) {
+    let mut running = runtime.run().sh("echo ready; read line").spawn();
+    assert_eq!(running.read_line(), "ready");
+    let exe = format!("/proc/{}/exe", running.pid());
+    let file = std::fs::File::open(&exe).expect("open of the runtime's exe");
+    let flags = nix::sys::statvfs::fstatvfs(&file).map(|fs| fs.flags());
+    let meta = file.metadata().expect("stat of the runtime's exe");
+    running.write_stdin(b"\n");
+    running.wait().expect_success();
+    let original = std::fs::metadata(binary).expect("stat of the runtime's binary");
+    assert_eq!(
+        (meta.dev(), meta.ino()),
+        (original.dev(), original.ino()),
+        "a user's runtime should run from its own binary, seen through a read-only mount \
+         (not a copy)"
+    );
+    let flags = flags.expect("statvfs of the runtime's exe");
+    assert!(
+        flags.contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        "the mount the runtime runs from is writable ({flags:?}): a container could write \
+         the binary through /proc/self/exe"
     );
 }
 
@@ -128,6 +157,19 @@ fn uncopied_binary_refuses_the_write(runtime: &Runtime, binary: &Path, verdict: 
     );
     assert_eq!(said, verdict, "the write should fail with {errno}\n{out}");
     assert!(before == std::fs::read(binary).expect("reading the binary"));
+}
+
+/// A wrapper that runs a copy of the binary whose file is gone (`rm`) before it
+/// starts, as when a new build replaces it: there is no path left to mount a read-only
+/// view of, and the runtime falls back to a sealed copy.
+pub fn deleted_binary_wrapper() -> (&'static str, [&'static str; 2]) {
+    (
+        "sh",
+        [
+            "-c",
+            r#"cp "$0" "$0.gone" && exec 3<"$0.gone" && rm "$0.gone" && exec /proc/self/fd/3 "$@""#,
+        ],
+    )
 }
 
 /// The wrapper for [`binary_on_a_read_only_mount_is_not_copied`]: `unshare -m sh -c ...`
