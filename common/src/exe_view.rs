@@ -99,24 +99,7 @@ fn helper(path: &CString, to_parent: &OwnedFd) -> Result<(), Errno> {
     let tree = Errno::result(rc)?;
     // SAFETY: the kernel just returned this fd, and nothing else owns it.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
-    let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: an fd we own, an empty C string, and a mount_attr of the size we pass.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    Errno::result(rc)?;
+    crate::read_only::make_read_only(Some(tree.as_fd()), c"", libc::AT_EMPTY_PATH)?;
     let fds = [tree.as_raw_fd()];
     let message = [IoSlice::new(b"view")];
     socket::sendmsg::<()>(

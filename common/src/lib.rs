@@ -19,6 +19,7 @@ pub mod fds;
 pub mod init;
 pub mod layer;
 pub mod pty;
+pub mod read_only;
 pub mod records;
 pub mod relay;
 pub mod runner;

@@ -12,15 +12,6 @@ use anyhow::Result;
 use common::layer::Child;
 use common::{Layer, explain};
 
-/// `struct mount_attr` of `<linux/mount.h>`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// The read-only root, after every other layer built it.
 #[derive(Debug)]
 pub struct ReadOnly;
@@ -31,24 +22,7 @@ impl Layer for ReadOnly {
     }
 
     fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {
-        let attr = MountAttr {
-            attr_set: libc::MOUNT_ATTR_RDONLY,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        // SAFETY: mount_setattr reads `attr` (of the size given) and the path.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                libc::AT_FDCWD,
-                c"/".as_ptr(),
-                0,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        nix::errno::Errno::result(rc).map_err(|errno| {
+        common::read_only::make_read_only(None, c"/", 0).map_err(|errno| {
             anyhow::anyhow!(
                 "--read-only: mount_setattr(\"/\", MOUNT_ATTR_RDONLY): {} (Linux 5.12 or later)",
                 errno.desc()
