@@ -121,8 +121,9 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    crate::program::set(S::NAME);
     let command = <Cli<S::Args, S::Commands> as clap::CommandFactory>::command()
-        .name(S::NAME)
+        .name(crate::program::name())
         .about(S::ABOUT);
     let subcommands: Vec<String> = command
         .get_subcommands()
@@ -167,12 +168,12 @@ where
 }
 
 fn doctor<S: Stage>() -> i32 {
-    println!("{} doctor", S::NAME);
+    println!("{} doctor", crate::program::name());
     let mut report = Report::default();
     S::doctor(&mut report);
     match report.failures() {
         0 => {
-            println!("everything {} needs is here", S::NAME);
+            println!("everything {} needs is here", crate::program::name());
             0
         }
         n => {
@@ -198,12 +199,12 @@ fn run_stage<S: Stage>(run: Run<S::Args>, meant: Option<&str>) -> i32 {
                 eprintln!(
                     "{}: {err:#}; did you mean `{meant}`? (with no subcommand, the first \
                      word is the command to run in the container)",
-                    S::NAME
+                    crate::program::name()
                 );
                 RUNTIME_FAILED
             }
             _ => {
-                eprintln!("{}: {err:#}", S::NAME);
+                eprintln!("{}: {err:#}", crate::program::name());
                 exit::code_of(&err)
             }
         },

@@ -45,7 +45,7 @@ impl Layer for UserNamespace {
 
     fn prepare(&mut self, _cx: &mut Prepare<'_>) -> Result<()> {
         if let Some(notice) = &self.plan.notice {
-            eprintln!("stage03-userns: notice: {notice}");
+            eprintln!("{}: notice: {notice}", common::program::name());
         }
         Ok(())
     }
@@ -104,7 +104,7 @@ impl Layer for UserNamespace {
         if let Some(slice) = self.plan.slice.take()
             && let Err(err) = slices::release(&slice)
         {
-            eprintln!("stage03-userns: warning: {err:#}");
+            eprintln!("{}: warning: {err:#}", common::program::name());
         }
     }
     // ANCHOR_END: userns_cleanup

@@ -155,7 +155,7 @@ impl Bridge {
         // be ours now) goes at once. Only a leftover: a failure is no reason to stop.
         for stale in std::mem::take(&mut self.stale) {
             if let Err(err) = host.delete(&stale.link) {
-                eprintln!("stage04-net: warning: {err:#}");
+                eprintln!("{}: warning: {err:#}", common::program::name());
             }
         }
         let bridge = {
@@ -193,7 +193,7 @@ impl Bridge {
         let Some(lease) = self.lease.take() else {
             return;
         };
-        let warn = |err: anyhow::Error| eprintln!("stage04-net: warning: {err:#}");
+        let warn = |err: anyhow::Error| eprintln!("{}: warning: {err:#}", common::program::name());
         // First the veth, so that no two links on the bridge ever hold one address.
         if self.veth_requested
             && let Err(err) = open(&mut self.host).and_then(|h| h.delete(&self.host_end))

@@ -157,7 +157,7 @@ impl Layer for Network {
     fn prepare(&mut self, cx: &mut Prepare<'_>) -> Result<()> {
         crate::checks::can_run(&self.config)?;
         if let Some(notice) = &self.config.notice {
-            eprintln!("stage04-net: notice: {notice}");
+            eprintln!("{}: notice: {notice}", common::program::name());
         }
         if let Some(rootfs) = &self.config.rootfs {
             crate::checks::mount_points(rootfs)?;

@@ -32,7 +32,10 @@ pub fn load_or_import(store: &Store, reference: &Reference) -> Result<Image> {
         if reference == &default {
             import(store, reference)?;
         } else {
-            eprintln!("{}: {reference} is not here: pulling it", crate::NAME);
+            eprintln!(
+                "{}: {reference} is not here: pulling it",
+                common::program::name()
+            );
             let options = crate::pull::PullOptions {
                 progress: crate::commands::progress(false),
                 ..crate::pull::PullOptions::default()
@@ -96,7 +99,7 @@ pub fn import(store: &Store, reference: &Reference) -> Result<()> {
     crate::import::import_rootfs(store, staging.path(), reference)?;
     eprintln!(
         "{}: imported {reference} from the host's {BUSYBOX} (it works offline)",
-        crate::NAME
+        common::program::name()
     );
     Ok(())
 }

@@ -89,7 +89,7 @@ pub fn run(command: Commands) -> i32 {
     match result {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("{}: {err:#}", crate::NAME);
+            eprintln!("{}: {err:#}", common::program::name());
             common::exit::RUNTIME_FAILED
         }
     }
@@ -207,7 +207,10 @@ fn rmi(store: &Store, names: &[String]) -> Result<()> {
     for name in names {
         let reference: Reference = name.parse()?;
         if !store.remove(&reference)? {
-            anyhow::bail!("no image {reference} here (see `{} images`)", crate::NAME);
+            anyhow::bail!(
+                "no image {reference} here (see `{} images`)",
+                common::program::name()
+            );
         }
         println!("untagged {reference}");
     }

@@ -39,7 +39,7 @@ impl Image {
         let Some(manifest_digest) = store.resolve(reference)? else {
             bail!(
                 "no image {reference} here: pull it first ({} pull {reference}), or import it",
-                crate::NAME
+                common::program::name()
             );
         };
         let manifest: ImageManifest = store
@@ -96,7 +96,7 @@ impl Image {
                 let blob = store.open_blob(&layer.blob)?;
                 let applied = unpack::apply_layer(blob, dest, &lowers, &options)?;
                 for warning in &applied.warnings {
-                    eprintln!("{}: warning: {warning}", crate::NAME);
+                    eprintln!("{}: warning: {warning}", common::program::name());
                 }
                 Ok(applied.diff_id)
             })?;

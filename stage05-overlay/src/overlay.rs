@@ -155,7 +155,7 @@ impl Layer for Overlay {
         if driver == Driver::Copy && self.options.driver == Driver::Auto {
             eprintln!(
                 "{}: notice: {why}: the image is copied instead",
-                crate::NAME
+                common::program::name()
             );
         }
         self.driver = driver;
@@ -204,7 +204,7 @@ impl Layer for Overlay {
                 Err(err) if self.options.driver == Driver::Auto => {
                     eprintln!(
                         "{}: notice: no overlay ({err:#}); the image is copied instead",
-                        crate::NAME
+                        common::program::name()
                     );
                     self.copy(container)?
                 }
@@ -227,7 +227,7 @@ impl Layer for Overlay {
         if let Some(mut daemon) = self.daemon.take()
             && let Some(why) = daemon.stop()
         {
-            eprintln!("{}: warning: {why}", crate::NAME);
+            eprintln!("{}: warning: {why}", common::program::name());
         }
         // A run that never started leaves no container behind, --rm or not.
         if (self.options.remove || !cx.started)
@@ -246,7 +246,7 @@ impl Layer for Overlay {
                     format_args!("rm -r {}", dir.display()),
                     "--rm: the container's writable layer goes; the image's layers stay",
                 ),
-                Err(err) => eprintln!("{}: warning: {err:#}", crate::NAME),
+                Err(err) => eprintln!("{}: warning: {err:#}", common::program::name()),
             }
         }
         if let Some(lease) = self.lease.take() {

@@ -7,7 +7,6 @@ use anyhow::{Result, bail};
 use common::Layer;
 use common::layer::{Child, Cleanup, Parent, Prepare};
 
-use crate::NAME;
 use crate::cgroup::Cgroup;
 use crate::hierarchy::{self, Mode};
 use crate::limits::{self, Limits};
@@ -131,12 +130,13 @@ impl Layer for Cgroups {
                 }
             };
             eprintln!(
-                "{NAME}: {what}: it went over {limit} and the kernel's OOM killer ended it \
-                 (raise --memory)"
+                "{}: {what}: it went over {limit} and the kernel's OOM killer ended it \
+                 (raise --memory)",
+                common::program::name()
             );
         }
         if let Err(err) = cgroup.remove() {
-            eprintln!("{NAME}: warning: {err:#}");
+            eprintln!("{}: warning: {err:#}", common::program::name());
         }
     }
     // ANCHOR_END: cleanup
@@ -163,5 +163,5 @@ fn notice_once(notice: &str) {
         }
         let _ = std::fs::write(&marker, format!("{notice}\n"));
     }
-    eprintln!("{NAME}: notice: {notice}");
+    eprintln!("{}: notice: {notice}", common::program::name());
 }

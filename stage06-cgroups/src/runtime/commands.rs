@@ -95,7 +95,7 @@ pub fn run(command: Commands) -> i32 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("{}: {err:#}", crate::NAME);
+            eprintln!("{}: {err:#}", common::program::name());
             common::exit::code_of(&err)
         }
     }

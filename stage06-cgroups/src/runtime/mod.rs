@@ -200,7 +200,7 @@ fn each(names: &[String], mut work: impl FnMut(&str) -> Result<()>) -> i32 {
     let mut code = 0;
     for name in names {
         if let Err(err) = work(name) {
-            eprintln!("{}: {err:#}", crate::NAME);
+            eprintln!("{}: {err:#}", common::program::name());
             code = if names.len() == 1 {
                 common::exit::code_of(&err)
             } else {

@@ -28,9 +28,10 @@ pub fn rm(names: &[String], force: bool) -> i32 {
         let found = state::find(name)?;
         if found.is_running() && !force {
             bail!(
-                "container {name} is {}: stop it first (keel stop {name}), or remove it \
-                 running with keel rm -f {name}",
-                found.shown()
+                "container {name} is {}: stop it first ({me} stop {name}), or remove it \
+                 running with {me} rm -f {name}",
+                found.shown(),
+                me = common::program::name()
             );
         }
         remove_everything(&found)?;

@@ -232,7 +232,10 @@ pub fn find(what: &str) -> Result<State> {
     };
     match prefixed.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!("no such container: {what} (see `keel ps -a` for the names and ids)"),
+        [] => bail!(
+            "no such container: {what} (see `{} ps -a` for the names and ids)",
+            common::program::name()
+        ),
         many => bail!(
             "{what} is the start of {} containers' ids: give more of it ({})",
             many.len(),
@@ -271,11 +274,12 @@ pub fn create(state: &State) -> Result<()> {
     let _lock = lock()?;
     if let Some(other) = list()?.iter().find(|s| s.name == state.name) {
         bail!(
-            "the name {:?} is taken by container {} ({}): remove it (keel rm -f {0}) or \
+            "the name {:?} is taken by container {} ({}): remove it ({} rm -f {0}) or \
              choose another --name",
             state.name,
             other.id,
-            other.shown()
+            other.shown(),
+            common::program::name()
         );
     }
     let dir = state.dir()?;

@@ -43,7 +43,7 @@ pub fn kill(names: &[String], signal: &str) -> i32 {
     let signal = match parse_signal(signal) {
         Ok(signal) => signal,
         Err(err) => {
-            eprintln!("{}: {err:#}", crate::NAME);
+            eprintln!("{}: {err:#}", common::program::name());
             return common::exit::RUNTIME_FAILED;
         }
     };
