@@ -1052,8 +1052,10 @@ mod privileges {
     fn container_root_is_the_user_on_the_host() {
         let (user, stage) = need!(with_ranges());
         let _leaks = LeakCheck::start();
-        let mut running = stage.run().sh("echo ready; read line; exit 0").spawn();
-        assert_eq!(running.read_line(), "ready");
+        let mut running = stage
+            .run()
+            .sh("echo ready; read line; exit 0")
+            .spawn_ready();
         let container = running.container_pid();
         let status = std::fs::read_to_string(format!("/proc/{container}/status"))
             .expect("read the container's status from the host");

@@ -149,8 +149,7 @@ fn fetch_through(net: &Net, user: &TestUser, options: &[&str], port: u16) -> Str
         .args(options)
         .args(["-v", &volume, "-p", &publish])
         .sh("httpd -p 80 -h /root && echo ready && read line; exit 0")
-        .spawn();
-    assert_eq!(running.read_line(), "ready");
+        .spawn_ready();
     let body = net::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     running.close_stdin();
     let out = running.wait();
@@ -364,8 +363,7 @@ mod ports {
             .run()
             .args(["--network", "none", "-p", &publish])
             .sh("echo ready; read line; exit 0")
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
+            .spawn_ready();
         let container = running.container_pid();
         let dialers: Vec<Pid> = keel_graders::running::children_of(running.pid())
             .into_iter()
@@ -739,8 +737,7 @@ mod cleanup {
         let net = need!(slirp());
         let _leaks = LeakCheck::start();
         let port = net::free_port();
-        let mut running = net.stage.run().args(options(port)).sh(script).spawn();
-        assert_eq!(running.read_line(), "ready");
+        let mut running = net.stage.run().args(options(port)).sh(script).spawn_ready();
         end(&mut running);
         running.wait().expect_code(code);
         assert!(
@@ -778,13 +775,12 @@ mod cleanup {
         let net = need!(slirp());
         let _leaks = LeakCheck::start();
         let port = net::free_port();
-        let mut running = net
+        let running = net
             .stage
             .run()
             .args(options(port))
             .sh("echo ready; read line")
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
+            .spawn_ready();
         let path = net.runtime_dir.path().to_string_lossy().into_owned();
         let helpers = net::processes_mentioning(&path);
         assert!(!helpers.is_empty(), "slirp4netns should be running");

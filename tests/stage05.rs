@@ -414,8 +414,7 @@ mod layers {
                 "-c",
                 "echo ready; read line; cat /mine",
             ])
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
+            .spawn_ready();
         let layers = images.layers();
         let removed = images.command(&["rmi", "test/running"]);
         removed.expect_success();
@@ -964,13 +963,12 @@ mod fuse_overlayfs {
         need!(usable());
         let images = need!(Images::rootless());
         let _leaks = LeakCheck::start();
-        let mut running = images
+        let running = images
             .stage
             .run()
             .args(FUSE)
             .cmd(["busybox", "sh", "-c", "echo ready; read line"])
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
+            .spawn_ready();
         assert_eq!(
             daemons(&images).len(),
             1,
@@ -988,13 +986,12 @@ mod fuse_overlayfs {
         need!(usable());
         let images = need!(Images::rootless());
         let _leaks = LeakCheck::start();
-        let mut running = images
+        let running = images
             .stage
             .run()
             .args(FUSE)
             .cmd(["busybox", "sh", "-c", "echo ready; read line"])
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
+            .spawn_ready();
         let serving = daemons(&images);
         assert_eq!(serving.len(), 1, "fuse-overlayfs should serve the run");
         running.signal(Signal::SIGKILL);

@@ -319,8 +319,7 @@ mod join_cgroup {
             .run()
             .args(["--rm", "--memory", "32m"])
             .cmd(["busybox", "sh", "-c", "echo ready; read line; echo done"])
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
+            .spawn_ready();
         let cgroups = |pid: nix::unistd::Pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/PID/cgroup")
         };
@@ -413,13 +412,12 @@ mod cleanup {
     fn a_killed_runtime_leaves_a_cgroup_the_next_run_removes() {
         let limited = need!(Limited::root());
         let _leaks = LeakCheck::start();
-        let mut running = limited
+        let running = limited
             .stage
             .run()
             .args(["--rm", "--memory", "32m"])
             .cmd(["busybox", "sh", "-c", "echo ready; exec sleep 60"])
-            .spawn();
-        assert_eq!(running.read_line(), "ready");
+            .spawn_ready();
         running.signal(Signal::SIGKILL);
         let killed = running.wait();
         assert_eq!(killed.code, 128 + 9, "{killed}");

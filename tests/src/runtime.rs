@@ -312,6 +312,14 @@ impl Invocation {
         self.start(true)
     }
 
+    /// [`spawn`](Self::spawn) a command whose first line is `ready` (once it has set up
+    /// what the grader then looks at), and wait for that line.
+    pub fn spawn_ready(self) -> Running {
+        let mut running = self.spawn();
+        assert_eq!(running.read_line(), "ready", "the container's first line");
+        running
+    }
+
     fn start(self, piped_stdin: bool) -> Running {
         let description = self.to_string();
         let deadline = Instant::now() + self.timeout;

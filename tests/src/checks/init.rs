@@ -44,8 +44,7 @@ pub fn orphans_are_reaped(runtime: &Runtime) {
 pub fn a_signal_reaches_a_command_without_handlers(runtime: &Runtime) {
     let marker = Marker::new();
     let script = format!("echo ready; exec {}", marker.sleep());
-    let mut running = runtime.run().arg("--init").sh(&script).spawn();
-    assert_eq!(running.read_line(), "ready");
+    let running = runtime.run().arg("--init").sh(&script).spawn_ready();
     running.signal(Signal::SIGTERM);
     running.wait().expect_code(128 + Signal::SIGTERM as i32);
     marker.assert_none_left();

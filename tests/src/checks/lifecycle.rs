@@ -22,8 +22,7 @@ use crate::workspace;
 pub fn signal_is_forwarded(runtime: &Runtime, signal: Signal) {
     let name = signal.as_str().trim_start_matches("SIG");
     let script = format!("trap 'exit 42' {name}; echo ready; read line");
-    let mut running = runtime.run().sh(&script).spawn();
-    assert_eq!(running.read_line(), "ready");
+    let running = runtime.run().sh(&script).spawn_ready();
     running.signal(signal);
     let out = running.wait();
     assert_eq!(
@@ -42,8 +41,7 @@ pub fn user_signals_are_forwarded(runtime: &Runtime) {
 
 /// When the container's PID 1 is killed by signal N, the runtime exits with 128 + N.
 pub fn killed_container_exits_128_plus_n(runtime: &Runtime) {
-    let mut running = runtime.run().sh("echo ready; read line").spawn();
-    assert_eq!(running.read_line(), "ready");
+    let running = runtime.run().sh("echo ready; read line").spawn_ready();
     // PID 1 of a namespace ignores signals it has no handler for, except SIGKILL from
     // an ancestor namespace: the host.
     let container = running.container_pid();
@@ -119,8 +117,7 @@ pub fn inherited_fds_are_closed(runtime: &Runtime) {
 pub fn container_dies_when_the_runtime_is_killed(runtime: &Runtime, options: &[String]) {
     let marker = Marker::new();
     let script = format!("echo ready; exec {}", marker.sleep());
-    let mut running = runtime.run().args(options).sh(&script).spawn();
-    assert_eq!(running.read_line(), "ready");
+    let running = runtime.run().args(options).sh(&script).spawn_ready();
     let container = running.container_pid();
     running.signal(Signal::SIGKILL);
     // The kernel sends the parent-death signal as the runtime exits: at once.

@@ -65,8 +65,7 @@ pub fn runtime_binary_is_out_of_reach(runtime: &Runtime, binary: &Path) {
 /// Seen from the host: while a container runs, the runtime's `/proc/PID/exe` is a
 /// memfd sealed against writing, not the file it was started from.
 pub fn runtime_runs_from_a_sealed_copy(runtime: &Runtime) {
-    let mut running = runtime.run().sh("echo ready; read line").spawn();
-    assert_eq!(running.read_line(), "ready");
+    let mut running = runtime.run().sh("echo ready; read line").spawn_ready();
     let exe = format!("/proc/{}/exe", running.pid());
     let target = std::fs::read_link(&exe).expect("readlink of the runtime's exe");
     let file = std::fs::File::open(&exe).expect("open of the runtime's exe");
@@ -89,8 +88,7 @@ pub fn runtime_runs_from_a_sealed_copy(runtime: &Runtime) {
 /// is `binary` itself (the user's own), but on a read-only mount of the runtime's
 /// own making, in no mount namespace: none of the host's mounts is read-only there.
 pub fn runtime_runs_from_a_read_only_view(runtime: &Runtime, binary: &Path) {
-    let mut running = runtime.run().sh("echo ready; read line").spawn();
-    assert_eq!(running.read_line(), "ready");
+    let mut running = runtime.run().sh("echo ready; read line").spawn_ready();
     let exe = format!("/proc/{}/exe", running.pid());
     let file = std::fs::File::open(&exe).expect("open of the runtime's exe");
     let flags = nix::sys::statvfs::fstatvfs(&file).map(|fs| fs.flags());
