@@ -829,6 +829,72 @@ mod lifecycle {
         limited.assert_gone(&init, &id, &marker);
     }
 
+    /// A timeout of years (the largest `-t` there is) is waited for without a panic:
+    /// the SIGTERM that `--init` makes effective ends the container at once.
+    #[test]
+    fn stop_with_the_largest_timeout_does_not_panic() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("patient");
+        let id = limited.detached(&n, &["--init"], &format!("exec {}", marker.sleep()));
+        let stop = limited.keel(&["stop", "-t", &u64::MAX.to_string(), &n]);
+        stop.expect_success();
+        assert!(!stop.stderr.contains("panicked"), "{stop}");
+        assert_eq!(limited.keel(&["wait", &n]).stdout.trim(), "143");
+        limited.keel(&["rm", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
+    /// A record edited to name another cgroup (here a decoy of the grader's, holding a
+    /// process) is not taken for the container's: `rm -f` would kill what that cgroup
+    /// holds and remove it. The record is refused, and the decoy is untouched.
+    #[test]
+    fn a_record_that_names_another_cgroup_is_refused() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("edited");
+        let id = limited.detached(&n, &[], &format!("exec {}", marker.sleep()));
+        let decoy = Path::new("/sys/fs/cgroup/pids")
+            .join(&limited.parent.0)
+            .join("decoy");
+        std::fs::create_dir(&decoy).expect("mkdir the decoy cgroup");
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .expect("a process for the decoy");
+        std::fs::write(decoy.join("cgroup.procs"), sleeper.id().to_string())
+            .expect("move the sleeper into the decoy");
+        let record = Path::new("/run/keel/containers")
+            .join(&id)
+            .join("state.json");
+        let original = std::fs::read_to_string(&record).expect("the container's record");
+        let mut edited: serde_json::Value = serde_json::from_str(&original).expect("json");
+        edited["cgroups"] = serde_json::json!([decoy]);
+        std::fs::write(&record, edited.to_string()).expect("edit the record");
+
+        let rm = limited.keel(&["rm", "-f", &n]);
+        let alive = sleeper.try_wait().expect("try_wait").is_none();
+        let decoy_there = decoy.is_dir();
+        // Put things back, whatever happened, before asserting.
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        let _ = std::fs::remove_dir(&decoy);
+        if record.parent().is_some_and(Path::is_dir) {
+            std::fs::write(&record, &original).expect("restore the record");
+            limited.keel(&["rm", "-f", &n]).expect_success();
+        }
+        assert!(
+            alive,
+            "rm -f killed the process of a cgroup its record named\n{rm}"
+        );
+        assert!(decoy_there, "rm -f removed a cgroup its record named\n{rm}");
+        rm.expect_code(125);
+        assert!(rm.stderr.contains("no such container"), "{rm}");
+        limited.assert_gone(&n, &id, &marker);
+    }
+
     #[test]
     fn a_killed_supervisor_shows_as_exited_and_rm_f_removes_everything() {
         let limited = need!(Limited::root());

@@ -74,7 +74,8 @@ impl PidFd {
 
     /// Waits until it exits, at most `timeout` (`None`: for ever); `true` if it did.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to add to now (`stop -t` of years) is no deadline at all.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let left = match deadline {
                 None => PollTimeout::NONE,
@@ -87,6 +88,9 @@ impl PidFd {
             match poll(&mut fds, left) {
                 Err(nix::Error::EINTR) => continue,
                 Err(errno) => return Err(errno).context("poll on a pidfd"),
+                // poll waits at most PollTimeout::MAX (24 days): only a deadline that
+                // has passed ends the wait.
+                Ok(0) if deadline.is_none_or(|d| Instant::now() < d) => continue,
                 Ok(0) => return Ok(false),
                 Ok(_) => return Ok(true),
             }

@@ -213,10 +213,27 @@ pub fn list() -> Result<Vec<State>> {
     Ok(all)
 }
 
+/// The record in `dir`, if it is one keel wrote there: its id is the directory's name,
+/// and what it names on the host (its cgroups, its writable layer) is named after that
+/// id. `rm -f` removes what a record names, and kills what a cgroup holds: a record
+/// edited, or copied from another container's directory, must not point it elsewhere.
 fn load(dir: &Path) -> Result<State> {
     let path = dir.join(STATE);
     let text = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))
+    let state: State =
+        serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
+    let named_after_it = |p: &Path| p.file_name().is_some_and(|n| *n == *state.id);
+    if dir.file_name().is_none_or(|n| *n != *state.id)
+        || !state.cgroups.iter().all(|p| named_after_it(p))
+        || !state.layer.iter().all(|p| named_after_it(p))
+    {
+        bail!(
+            "{} is not a record of the container {} (its id or paths name another)",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(state)
 }
 
 /// The container `what` names: a name, an id, or a prefix of one id, as docker.
