@@ -49,7 +49,13 @@ pub fn choose(wanted: Driver, store: &Store) -> (Driver, String) {
     if wanted != Driver::Auto {
         return (wanted, "asked for with --storage-driver".into());
     }
-    decide(&kernel_overlay(store), &fuse_usable())
+    let kernel = kernel_overlay(store);
+    // fuse-overlayfs is looked for only where the kernel's overlay will not do.
+    let fuse = match &kernel {
+        Ok(()) => Err(anyhow::anyhow!("not looked for")),
+        Err(_) => fuse_usable(),
+    };
+    decide(&kernel, &fuse)
 }
 
 // ANCHOR: choose_driver
@@ -107,14 +113,31 @@ fn kernel_overlay(store: &Store) -> Result<()> {
         };
     }
     let result = probe();
+    // Only the kernel's answer is kept: a probe that could not ask (no temporary
+    // directory, no fork) says nothing about the kernel, and is tried again next time.
     let verdict = match &result {
-        Ok(()) => "ok".to_owned(),
-        Err(err) => format!("{err:#}").replace('\n', " "),
+        Ok(()) => Some("ok".to_owned()),
+        Err(err) if err.is::<KernelSaid>() => Some(format!("{err:#}").replace('\n', " ")),
+        Err(_) => None,
     };
-    // Best effort: a store that cannot keep it probes again next time.
-    let _ = std::fs::write(&cache, format!("{release} {verdict}\n"));
+    if let Some(verdict) = verdict {
+        // Best effort: a store that cannot keep it probes again next time.
+        let _ = std::fs::write(&cache, format!("{release} {verdict}\n"));
+    }
     result
 }
+
+/// The kernel refused the probe's mount: a verdict on the kernel, worth remembering.
+#[derive(Debug)]
+struct KernelSaid(String);
+
+impl std::fmt::Display for KernelSaid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KernelSaid {}
 
 /// Mounts an overlay of empty directories in a child in new user and mount namespaces
 /// (just a mount namespace, as root), as a container would.
@@ -144,9 +167,11 @@ pub fn probe() -> Result<()> {
             };
             match waitpid(child, None)? {
                 WaitStatus::Exited(_, 0) => Ok(()),
-                WaitStatus::Exited(_, code) => {
-                    bail!("{context}: {}", nix::errno::Errno::from_raw(code))
-                }
+                WaitStatus::Exited(_, code) => Err(KernelSaid(format!(
+                    "{context}: {}",
+                    nix::errno::Errno::from_raw(code)
+                ))
+                .into()),
                 other => bail!("{context}: the probe ended: {other:?}"),
             }
         }
