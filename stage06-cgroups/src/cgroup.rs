@@ -110,14 +110,6 @@ impl Cgroup {
         self.dirs.iter().map(|d| d.path.as_path())
     }
 
-    /// Where `stats` reads its figures.
-    pub fn counters(&self) -> crate::stats::Counters {
-        crate::stats::Counters {
-            v2: self.v2,
-            dirs: self.paths().map(Path::to_owned).collect(),
-        }
-    }
-
     // ANCHOR: apply
     /// Writes each limit into its file.
     pub fn apply(&self, settings: &[Setting]) -> Result<()> {
@@ -292,16 +284,23 @@ fn make_in(
     name: &str,
     mut ready: impl FnMut() -> Result<Vec<Controller>>,
 ) -> Result<Dir> {
-    for _ in 0..5 {
-        let controllers = ready()?;
-        if let Some(dir) = make(parent, name, controllers)? {
-            return Ok(dir);
+    let made = (|| {
+        for _ in 0..5 {
+            let controllers = ready()?;
+            if let Some(dir) = make(parent, name, controllers)? {
+                return Ok(dir);
+            }
         }
+        bail!(
+            "{}: removed again and again while a cgroup was made in it",
+            parent.display()
+        )
+    })();
+    if made.is_err() {
+        // `ready` may have made the parent: it goes, unless another container is in it.
+        remove_empty_parent(&parent.join(name));
     }
-    bail!(
-        "{}: removed again and again while a cgroup was made in it",
-        parent.display()
-    )
+    made
 }
 
 /// `mkdir <parent>/<name>` and lock it, after sweeping `parent`; `None` if `parent`
@@ -381,7 +380,7 @@ fn sweep(parent: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_ours = entry.file_name().to_str().is_some_and(is_container_id);
+        let is_ours = entry.file_name().to_str().is_some_and(common::state::is_id);
         if !is_ours || !path.is_dir() {
             continue;
         }
@@ -395,11 +394,6 @@ fn sweep(parent: &Path) {
     }
 }
 // ANCHOR_END: sweep
-
-/// keel names its containers' cgroups by their id: 12 hexadecimal digits.
-pub fn is_container_id(name: &str) -> bool {
-    name.len() == 12 && name.bytes().all(|b| b.is_ascii_hexdigit())
-}
 
 fn mkdir_all(dir: &Path) -> Result<()> {
     if !dir.is_dir() {

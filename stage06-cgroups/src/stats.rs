@@ -3,7 +3,7 @@
 //! and its limit, tasks.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -127,13 +127,17 @@ fn short(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-/// Samples twice, `interval` apart, for the CPU figure.
-pub fn measure(counters: &Counters, interval: Duration) -> Result<Line> {
-    let before = counters.sample()?;
+/// Samples every container twice, `interval` apart, for the CPU figures: one wait
+/// for all of them, however many there are.
+pub fn measure(all: &[Counters], interval: Duration) -> Result<Vec<Line>> {
+    let before: Vec<_> = all.iter().map(Counters::sample).collect::<Result<_>>()?;
     let start = Instant::now();
     std::thread::sleep(interval);
-    let after = counters.sample()?;
-    Ok(Line::between(&before, &after, start.elapsed()))
+    let elapsed = start.elapsed();
+    all.iter()
+        .zip(&before)
+        .map(|(counters, before)| Ok(Line::between(before, &counters.sample()?, elapsed)))
+        .collect()
 }
 
 /// A whole number from a one-line file.
@@ -160,11 +164,6 @@ fn field(text: &str, key: &str) -> Result<u64> {
             (k == key).then(|| v.trim().parse().ok())?
         })
         .with_context(|| format!("no {key} line"))
-}
-
-/// Whether `dir` is a cgroup directory: it has `cgroup.procs`.
-pub fn is_cgroup(dir: &Path) -> bool {
-    dir.join("cgroup.procs").exists()
 }
 
 #[cfg(test)]

@@ -41,13 +41,12 @@ pub fn stats(containers: &[String], no_stream: bool) -> Result<i32> {
         }
     }
     loop {
+        let counted: Vec<Counters> = chosen.iter().map(counters).collect();
         let lines: Vec<String> = chosen
             .iter()
-            .map(|c| {
-                let line = stats::measure(&counters(c), INTERVAL)?;
-                Ok(stats::row(&c.id, &c.name, &line))
-            })
-            .collect::<Result<_>>()?;
+            .zip(stats::measure(&counted, INTERVAL)?)
+            .map(|(c, line)| stats::row(&c.id, &c.name, &line))
+            .collect();
         if !no_stream {
             // Clear the screen and go home, as docker does between rounds.
             print!("\x1b[2J\x1b[H");
