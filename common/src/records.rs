@@ -9,7 +9,6 @@
 //! module only keeps the file whole and the writers in turn.
 
 use std::fs;
-use std::io::Write as _;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -99,16 +98,7 @@ impl RecordFile {
                 _ => Ok(()),
             };
         }
-        let staging = suffixed(&self.path, "+");
-        fs::File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&staging)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .and_then(|()| fs::rename(&staging, &self.path))
-            .with_context(|| format!("writing {}", self.path.display()))
+        crate::state::write_atomic(&self.path, text.as_bytes())
     }
 }
 

@@ -9,8 +9,8 @@
 //! write.
 
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -129,14 +129,23 @@ pub fn is_id(text: &str) -> bool {
 
 /// Writes `path` whole or not at all: the bytes go to a temporary file beside it,
 /// which is then renamed over it (a reader sees the old file or the new one).
+/// The file is mode 0644 whatever the umask, and a temporary file that could not be
+/// finished is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    fs::write(&temp, bytes).with_context(|| format!("writing {}", temp.display()))?;
-    fs::rename(&temp, path).with_context(|| {
+    let written = fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&temp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| fs::rename(&temp, path));
+    if written.is_err() {
         let _ = fs::remove_file(&temp);
-        format!("renaming {} to {}", temp.display(), path.display())
-    })
+    }
+    written.with_context(|| format!("writing {}", path.display()))
 }
 
 /// When process `pid` started (clock ticks after boot), if it exists and has not
