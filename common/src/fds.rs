@@ -24,22 +24,27 @@ pub fn close_inherited() -> Result<()> {
 // ANCHOR_END: close_inherited
 
 // ANCHOR: close_all_but
-/// Closes every fd above stderr but `keep`: for a helper forked from the runtime that
-/// enters the container's namespaces and must hold nothing of the runtime's.
-pub fn close_all_but(keep: RawFd) -> nix::Result<()> {
-    fn close(first: u32, last: u32) -> nix::Result<()> {
-        if first > last {
-            return Ok(());
+/// Closes every fd above stderr but those of `keep`: for a helper forked from the
+/// runtime that enters the container's namespaces, or serves it, and must hold nothing
+/// of the runtime's but what it works on.
+pub fn close_all_but(keep: &[RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    keep.sort_unstable();
+    // The gaps between the fds kept, from 3 to the last fd there can be.
+    let mut first = 3u32;
+    for fd in keep.into_iter().map(Some).chain([None]) {
+        let last = fd.map_or(u32::MAX, |fd| fd.saturating_sub(1));
+        if first <= last {
+            // SAFETY: close_range only closes fds; the caller uses none of them again.
+            nix::errno::Errno::result(unsafe { libc::close_range(first, last, 0) })?;
         }
-        // SAFETY: close_range only closes fds; the caller uses none of them again.
-        nix::errno::Errno::result(unsafe { libc::close_range(first, last, 0) }).map(drop)
+        first = fd.map_or(u32::MAX, |fd| fd.saturating_add(1));
     }
-    let keep = u32::try_from(keep).map_err(|_| nix::errno::Errno::EBADF)?;
-    close(3, keep.saturating_sub(1))?;
-    match keep.checked_add(1) {
-        Some(next) => close(next.max(3), u32::MAX),
-        None => Ok(()),
-    }
+    Ok(())
 }
 // ANCHOR_END: close_all_but
 
@@ -58,24 +63,3 @@ pub fn close_on_exec_all() -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: close_fds
-
-/// Closes every fd above stderr but those of `keep`: for a helper forked from the
-/// runtime that must hold nothing of the runtime's but what it works on.
-pub fn close_all_but_these(keep: &[RawFd]) -> nix::Result<()> {
-    let mut keep: Vec<u32> = keep
-        .iter()
-        .filter_map(|&fd| u32::try_from(fd).ok())
-        .filter(|&fd| fd > 2)
-        .collect();
-    keep.sort_unstable();
-    let mut first = 3u32;
-    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
-        if fd > first {
-            let last = if fd == u32::MAX { u32::MAX } else { fd - 1 };
-            // SAFETY: close_range only closes fds; the caller uses none of them again.
-            nix::errno::Errno::result(unsafe { libc::close_range(first, last, 0) })?;
-        }
-        first = fd.saturating_add(1);
-    }
-    Ok(())
-}

@@ -258,7 +258,7 @@ impl Dialer {
                 // A process in the container's namespaces holds nothing of the
                 // runtime's: not its listening ports, its signalfd or its socket to
                 // the child; only the socket it answers on.
-                if common::fds::close_all_but(theirs.as_raw_fd()).is_err() {
+                if common::fds::close_all_but(&[theirs.as_raw_fd()]).is_err() {
                     std::process::exit(1);
                 }
                 serve(&theirs);

@@ -104,8 +104,10 @@ impl Channel {
         .map(CString::new)
         .collect::<Result<Vec<_>, _>>()
         .context("a NUL in fuse-overlayfs's arguments")?;
-        // SAFETY: the runtime has no other thread here (as for stage 4's dialer), so
-        // the forked copy may allocate; it leaves only through execve or _exit.
+        // SAFETY: stage 4's port forwarder may have threads by now. The forked copy
+        // takes no lock a thread could hold: it writes nothing to stdout or stderr, and
+        // glibc's fork leaves malloc usable in the child. It leaves only through execve
+        // or _exit.
         match unsafe { fork() }.context("fork of fuse-overlayfs")? {
             ForkResult::Child => {
                 let code = serve(daemon_end, user, stderr, &argv);
@@ -210,7 +212,7 @@ fn serve(socket: OwnedFd, user: Option<File>, stderr: File, argv: &[CString]) ->
     if raw != SERVED_FD && unsafe { libc::dup2(raw, SERVED_FD) } != SERVED_FD {
         return FAILED_RECEIVE;
     }
-    if common::fds::close_all_but(SERVED_FD).is_err() {
+    if common::fds::close_all_but(&[SERVED_FD]).is_err() {
         return FAILED_RECEIVE;
     }
     let _ = nix::unistd::execv(&argv[0], argv);

@@ -35,7 +35,6 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Gid, Uid, fork, setresgid, setresuid, setsid};
 
-use super::pidfd::PidFd;
 use super::state::{self, State};
 
 /// `exec`'s options, as docker's.
@@ -97,9 +96,8 @@ pub fn exec(args: ExecArgs) -> Result<i32> {
         "prctl(PR_SET_DUMPABLE, 0)",
         "until execve nothing in the container may ptrace us and take our fds (CVE-2016-9962)",
     );
-    // A handle first, then the namespaces, then the start time again: the files are
-    // surely those of the container's PID 1, not of a later process with its PID.
-    let _pidfd = PidFd::open(&pid)?.context("the container exited meanwhile")?;
+    // The namespaces, then the start time again: the files are surely those of the
+    // container's PID 1, not of a later process with its PID.
     let namespaces = open_namespaces(pid.pid)?;
     if !pid.alive() {
         bail!("container {} exited meanwhile", args.container);

@@ -152,8 +152,7 @@ fn supervise(mut state: State, process: Process, args: &Args, mut notify: Notify
                 drop((out_write, err_write, null));
                 // What else is open (the channel, the caller's fds) we never use
                 // again, and `exit` below drops nothing.
-                let _ =
-                    common::fds::close_all_but_these(&[out_read.as_raw_fd(), err_read.as_raw_fd()]);
+                let _ = common::fds::close_all_but(&[out_read.as_raw_fd(), err_read.as_raw_fd()]);
                 let code = match super::logs::copy_lines(out_read, err_read, &log) {
                     Ok(()) => 0,
                     Err(_) => 1,
