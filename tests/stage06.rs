@@ -1236,6 +1236,41 @@ mod exec {
         limited.assert_gone(&n, &id, &marker);
     }
 
+    /// A host directory left open in the caller as fd 7 (runc's CVE-2024-21626 leaked
+    /// such an fd into `exec`): the command finds no fd 7, and `-w /proc/self/fd/7`
+    /// does not lead out through it.
+    #[test]
+    fn an_inherited_fd_does_not_reach_the_command() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("fds");
+        let id = limited.detached(&n, &[], &format!("exec {}", marker.sleep()));
+        let host = std::fs::File::open("/").expect("open the host's /");
+        let listed = limited
+            .stage
+            .command_line()
+            .args(["exec", &n, "ls", "/proc/self/fd"])
+            .inherit_fd(7, host.try_clone().expect("dup"))
+            .output();
+        let escaped = limited
+            .stage
+            .command_line()
+            .args(["exec", "-w", "/proc/self/fd/7", &n, "ls"])
+            .inherit_fd(7, host)
+            .output();
+        limited.keel(&["rm", "-f", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+        listed.expect_success();
+        let fds: Vec<&str> = listed.stdout.split_whitespace().collect();
+        assert!(!fds.contains(&"7"), "the command holds fd 7\n{listed}");
+        assert_ne!(escaped.code, 0, "-w through an inherited fd was accepted\n{escaped}");
+        assert!(
+            escaped.stdout.is_empty() && escaped.stderr.contains("/proc/self/fd/7"),
+            "the command ran, or the error does not name the working directory\n{escaped}"
+        );
+    }
+
     #[test]
     fn env_workdir_user_and_exit_codes() {
         let limited = need!(Limited::root());
