@@ -1264,7 +1264,10 @@ mod exec {
         listed.expect_success();
         let fds: Vec<&str> = listed.stdout.split_whitespace().collect();
         assert!(!fds.contains(&"7"), "the command holds fd 7\n{listed}");
-        assert_ne!(escaped.code, 0, "-w through an inherited fd was accepted\n{escaped}");
+        assert_ne!(
+            escaped.code, 0,
+            "-w through an inherited fd was accepted\n{escaped}"
+        );
         assert!(
             escaped.stdout.is_empty() && escaped.stderr.contains("/proc/self/fd/7"),
             "the command ran, or the error does not name the working directory\n{escaped}"
