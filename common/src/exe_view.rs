@@ -24,17 +24,14 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::socket::{
-    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::stat::fstat;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
@@ -100,38 +97,14 @@ fn helper(path: &CString, to_parent: &OwnedFd) -> Result<(), Errno> {
     // SAFETY: the kernel just returned this fd, and nothing else owns it.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
     crate::read_only::make_read_only(Some(tree.as_fd()), c"", libc::AT_EMPTY_PATH)?;
-    let fds = [tree.as_raw_fd()];
-    let message = [IoSlice::new(b"view")];
-    socket::sendmsg::<()>(
-        to_parent.as_raw_fd(),
-        &message,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )?;
+    crate::pass_fd::send(to_parent, b"view", &tree, MsgFlags::empty())?;
     Ok(())
 }
 // ANCHOR_END: view
 
 /// The fd the helper sent.
 fn receive(from_helper: &OwnedFd) -> Result<OwnedFd> {
-    let mut buf = [0u8; 8];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let message = socket::recvmsg::<()>(
-        from_helper.as_fd().as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receiving the view from its helper")?;
-    for cmsg in message.cmsgs().context("the helper's message")? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg
-            && let Some(&fd) = fds.first()
-        {
-            // SAFETY: the kernel just installed this fd in our table for us.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
-    bail!("the view's helper sent no fd")
+    let (_, fd) = crate::pass_fd::receive(from_helper, &mut [0u8; 8], MsgFlags::MSG_CMSG_CLOEXEC)
+        .context("receiving the view from its helper")?;
+    fd.context("the view's helper sent no fd")
 }

@@ -18,6 +18,7 @@ pub mod explain;
 pub mod fds;
 pub mod init;
 pub mod layer;
+pub mod pass_fd;
 pub mod program;
 pub mod pty;
 pub mod read_only;

@@ -14,13 +14,10 @@
 //! of a pseudo-terminal the child opened in its own `/dev/pts`, passed as a file
 //! descriptor (`SCM_RIGHTS`), as runc passes it over its console socket.
 
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
-use nix::sys::socket::{
-    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 
 use crate::exit::Failure;
 
@@ -99,30 +96,8 @@ impl ParentEnd {
 
     /// One message, and the fd it carries if any.
     fn receive(&self, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>)> {
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        loop {
-            let mut iov = [IoSliceMut::new(buf)];
-            let msg = match socket::recvmsg::<()>(
-                self.0.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Err(nix::Error::EINTR) => continue,
-                other => other.context("reading the child's report")?,
-            };
-            let mut fd = None;
-            for cmsg in msg.cmsgs().context("reading the child's report")? {
-                if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                    for raw in fds {
-                        // SAFETY: the kernel just installed this fd in our table for us.
-                        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                        fd.get_or_insert(owned);
-                    }
-                }
-            }
-            return Ok((msg.bytes, fd));
-        }
+        crate::pass_fd::receive(&self.0, buf, MsgFlags::MSG_CMSG_CLOEXEC)
+            .context("reading the child's report")
     }
 }
 
@@ -170,15 +145,8 @@ impl ChildEnd {
 
     /// Passes the terminal's master side to the parent.
     pub fn send_terminal(&self, master: &OwnedFd) -> Result<()> {
-        let fds = [master.as_raw_fd()];
-        socket::sendmsg::<()>(
-            self.0.as_raw_fd(),
-            &[IoSlice::new(TERMINAL)],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .context("passing the terminal to the parent (SCM_RIGHTS)")?;
+        crate::pass_fd::send(&self.0, TERMINAL, master, MsgFlags::MSG_NOSIGNAL)
+            .context("passing the terminal to the parent (SCM_RIGHTS)")?;
         Ok(())
     }
 

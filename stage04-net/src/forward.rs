@@ -22,18 +22,14 @@
 //! runtime connects to it directly.
 
 use std::collections::HashMap;
-use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use common::explain;
 use nix::sched::CloneFlags;
-use nix::sys::socket::{
-    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    SockaddrIn,
-};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrIn};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::ports::{Proto, Publish};
@@ -288,22 +284,10 @@ impl Dialer {
         socket::send(socket.as_raw_fd(), &request, MsgFlags::empty())
             .context("asking the dialer")?;
         let mut answer = [0u8; 4];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let mut iov = [IoSliceMut::new(&mut answer)];
-        let msg = socket::recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .context("reading the dialer's answer")?;
-        for cmsg in msg.cmsgs().context("the dialer's answer")? {
-            if let ControlMessageOwned::ScmRights(fds) = cmsg
-                && let Some(fd) = fds.first()
-            {
-                // SAFETY: the kernel just installed this fd for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
+        let (_, fd) = common::pass_fd::receive(&*socket, &mut answer, MsgFlags::MSG_CMSG_CLOEXEC)
+            .context("reading the dialer's answer")?;
+        if let Some(fd) = fd {
+            return Ok(fd);
         }
         let errno = i32::from_ne_bytes(answer);
         Err(std::io::Error::from_raw_os_error(errno)).context("connecting inside the container")
@@ -341,16 +325,7 @@ fn serve(socket: &OwnedFd) {
                 socket::connect(fd.as_raw_fd(), &addr).map(|()| fd)
             });
         let _ = match result {
-            Ok(fd) => {
-                let fds = [fd.as_raw_fd()];
-                socket::sendmsg::<()>(
-                    socket.as_raw_fd(),
-                    &[IoSlice::new(&0i32.to_ne_bytes())],
-                    &[ControlMessage::ScmRights(&fds)],
-                    MsgFlags::empty(),
-                    None,
-                )
-            }
+            Ok(fd) => common::pass_fd::send(socket, &0i32.to_ne_bytes(), &fd, MsgFlags::empty()),
             Err(errno) => socket::send(
                 socket.as_raw_fd(),
                 &(errno as i32).to_ne_bytes(),

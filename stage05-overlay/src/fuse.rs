@@ -27,7 +27,6 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -37,9 +36,7 @@ use common::explain;
 use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::socket::{
-    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 use stage02_mountns::at::At;
@@ -167,15 +164,8 @@ impl Channel {
             onto,
             "the image's layers, as fuse-overlayfs shows them: the container's root",
         )?;
-        let fds = [device.as_raw_fd()];
-        socket::sendmsg::<()>(
-            socket.as_raw_fd(),
-            &[IoSlice::new(b"F")],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .context("sending /dev/fuse to fuse-overlayfs (it exited: see its log)")?;
+        common::pass_fd::send(socket, b"F", &device, MsgFlags::MSG_NOSIGNAL)
+            .context("sending /dev/fuse to fuse-overlayfs (it exited: see its log)")?;
         explain::step(
             "sendmsg(SCM_RIGHTS, /dev/fuse); close(/dev/fuse)",
             "the daemon answers what the kernel asks on this fd from now on; the first \
@@ -219,28 +209,10 @@ fn serve(socket: OwnedFd, user: Option<File>, stderr: File, argv: &[CString]) ->
     FAILED_EXEC
 }
 
-/// One fd from `socket`, or `None` at its end.
+/// One fd from `socket`, or `None` at its end. It is to survive the daemon's `execve`:
+/// no `MSG_CMSG_CLOEXEC`.
 fn receive(socket: &OwnedFd) -> nix::Result<Option<OwnedFd>> {
-    let mut byte = [0u8; 1];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let msg = socket::recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )?;
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg
-            && let Some(&fd) = fds.first()
-        {
-            // SAFETY: the kernel just installed this fd in our table, for us alone.
-            return Ok(Some(unsafe {
-                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-            }));
-        }
-    }
-    Ok(None)
+    common::pass_fd::receive(socket, &mut [0u8; 1], MsgFlags::empty()).map(|(_, fd)| fd)
 }
 
 /// The daemon: killed and reaped when dropped.
