@@ -59,7 +59,7 @@ fn private_dir(dir: &Path, uid: u32) -> Result<()> {
 // ANCHOR_END: private_dir
 
 /// A runtime process, told apart from a later one with the same PID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     /// Its PID.
     pub pid: u32,
@@ -80,6 +80,14 @@ impl Owner {
         Some(Self {
             pid: pid.parse().ok()?,
             start_time: start_time.parse().ok()?,
+        })
+    }
+
+    /// Process `pid`, if it runs (and has not exited).
+    pub fn of(pid: u32) -> Option<Self> {
+        Some(Self {
+            pid,
+            start_time: start_time(pid)?,
         })
     }
 

@@ -84,7 +84,7 @@ pub fn exec(args: ExecArgs) -> Result<i32> {
     common::sealed::ensure()?;
     let found = state::find(&args.container)?;
     let mut process = process_of(&args, &found)?;
-    let pid = found.pid.filter(|p| p.alive()).with_context(|| {
+    let pid = found.pid.filter(|p| p.is_alive()).with_context(|| {
         format!(
             "container {} is not running ({}): exec needs a running container",
             args.container,
@@ -99,7 +99,7 @@ pub fn exec(args: ExecArgs) -> Result<i32> {
     // The namespaces, then the start time again: the files are surely those of the
     // container's PID 1, not of a later process with its PID.
     let namespaces = open_namespaces(pid.pid)?;
-    if !pid.alive() {
+    if !pid.is_alive() {
         bail!("container {} exited meanwhile", args.container);
     }
     let stdin = if process.interactive || process.terminal {

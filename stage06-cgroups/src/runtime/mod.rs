@@ -37,8 +37,9 @@ use common::runner::{Started, run_container};
 use stage05_overlay::container::Container;
 use stage05_overlay::store::Store;
 
-use self::state::{Proc, State, Status};
+use self::state::{State, Status};
 use crate::Args;
+use common::state::Owner;
 
 /// `run`'s options of the runtime.
 #[derive(Debug, Clone, clap::Args)]
@@ -110,7 +111,7 @@ pub fn run(process: Process, args: &Args) -> Result<i32> {
         command,
         created: state::now(),
         status: Status::Created,
-        supervisor: Some(Proc::current()?),
+        supervisor: Some(Owner::current()?),
         pid: None,
         exit_code: None,
         finished: None,
@@ -165,7 +166,7 @@ pub fn run_recorded(
         run_container(&id, process, &mut layers, &mut |run: &Started<'_>| {
             let mut state = state.borrow_mut();
             state.status = Status::Running;
-            state.pid = Proc::of(run.pid.as_raw() as u32);
+            state.pid = Owner::of(run.pid.as_raw() as u32);
             state.env = run.process.env.clone();
             state.cwd = run.process.cwd.clone();
             state.user = run.process.user.as_ref().map(|ids| state::User {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
-use super::state::Proc;
+use common::state::Owner;
 
 /// A handle on a running process.
 #[derive(Debug)]
@@ -26,8 +26,8 @@ pub struct PidFd {
 impl PidFd {
     // ANCHOR: open
     /// A handle on `proc`, or `None` when it no longer runs.
-    pub fn open(proc: &Proc) -> Result<Option<Self>> {
-        if !proc.alive() {
+    pub fn open(proc: &Owner) -> Result<Option<Self>> {
+        if !proc.is_alive() {
             return Ok(None);
         }
         // SAFETY: pidfd_open takes a PID and flags, and returns a new fd or -1.
@@ -42,7 +42,7 @@ impl PidFd {
         // SAFETY: the kernel just gave us this fd.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         // Still the same process: the handle cannot be a later one's.
-        if !proc.alive() {
+        if !proc.is_alive() {
             return Ok(None);
         }
         Ok(Some(Self { fd, pid: proc.pid }))

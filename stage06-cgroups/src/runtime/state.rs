@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use common::state::{is_id, runtime_dir, start_time, write_atomic};
+use common::state::{Owner, is_id, runtime_dir, write_atomic};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -30,33 +30,6 @@ pub enum Status {
     Created,
     Running,
     Exited,
-}
-
-/// A process, told apart from a later one with the same PID by its start time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proc {
-    pub pid: u32,
-    pub start: u64,
-}
-
-impl Proc {
-    /// This process.
-    pub fn current() -> Result<Self> {
-        Self::of(std::process::id()).context("reading /proc/self/stat")
-    }
-
-    /// Process `pid`, if it runs.
-    pub fn of(pid: u32) -> Option<Self> {
-        Some(Self {
-            pid,
-            start: start_time(pid)?,
-        })
-    }
-
-    /// Whether it still runs (the same process, not a later one with its PID).
-    pub fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start)
-    }
 }
 
 /// The container's user inside: uid, gid, supplementary groups.
@@ -79,9 +52,9 @@ pub struct State {
     pub status: Status,
     /// The process that waits for the container and records its end: the keel of a
     /// foreground run, or the supervisor of `run -d`.
-    pub supervisor: Option<Proc>,
+    pub supervisor: Option<Owner>,
     /// The container's PID 1, as the host sees it.
-    pub pid: Option<Proc>,
+    pub pid: Option<Owner>,
     pub exit_code: Option<i32>,
     pub finished: Option<u64>,
     /// `run -d`: the output is in `container.log`.
@@ -126,8 +99,8 @@ impl State {
     pub fn shown(&self) -> Shown {
         match self.status {
             Status::Exited => self.exit_code.map_or(Shown::Unknown, Shown::Exited),
-            _ if !self.supervisor.is_some_and(|s| s.alive()) => {
-                if self.pid.is_some_and(|p| p.alive()) {
+            _ if !self.supervisor.is_some_and(|s| s.is_alive()) => {
+                if self.pid.is_some_and(|p| p.is_alive()) {
                     Shown::Running // its PID 1 outlived the supervisor
                 } else {
                     Shown::Unknown

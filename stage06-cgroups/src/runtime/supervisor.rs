@@ -24,7 +24,9 @@ use nix::fcntl::OFlag;
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork, pipe2, setsid};
 
-use super::state::{self, Proc, State};
+use common::state::Owner;
+
+use super::state::{self, State};
 use crate::Args;
 
 /// The first (and only) message from the supervisor: "started", or `CODE:MESSAGE`.
@@ -168,7 +170,7 @@ fn supervise(mut state: State, process: Process, args: &Args, mut notify: Notify
         nix::unistd::dup2_stderr(&err_write).context("dup2 onto stderr")?;
         drop(out_write);
         drop(err_write);
-        state.supervisor = Some(Proc::current()?);
+        state.supervisor = Some(Owner::current()?);
         state.save()?;
         let code = super::run_recorded(state.clone(), process, args, Some(&mut notify));
         // Our end of the pipes closes: the logger reads what is left, then ends.
