@@ -1003,6 +1003,47 @@ mod lifecycle {
         limited.assert_gone(&n, &id, &marker);
     }
 
+    /// `run -d` with too few file descriptors fails, at whichever step runs out: in
+    /// `run` itself, in the supervisor before the container (its log pipes), or in the
+    /// container's start. Each time nothing may be left: no record, no writable layer.
+    #[test]
+    fn a_run_d_that_fails_anywhere_leaves_no_record() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let mut failures = std::collections::BTreeSet::new();
+        for fds in 4..=24 {
+            let n = name("nofds");
+            let limit = format!("--nofile={fds}:{fds}");
+            let out = limited
+                .stage
+                .clone()
+                .wrapped_in("prlimit", [limit.as_str(), "--"])
+                .run()
+                .args(["-d", "--name", &n, "--network", "none"])
+                .cmd(["busybox", "true"])
+                .output();
+            if out.code == 0 {
+                limited.detached.borrow_mut().push(n);
+                continue;
+            }
+            assert_eq!(
+                limited.ps_line(&n),
+                None,
+                "a run -d with {fds} fds failed and left its record\n{out}"
+            );
+            let layers = std::fs::read_dir(limited._store.path().join("store/containers"))
+                .map(|dir| dir.count())
+                .unwrap_or(0);
+            assert_eq!(layers, 0, "it left a writable layer\n{out}");
+            failures.insert(out.stderr.trim().to_owned());
+        }
+        // The limits reach more than one step (the supervisor's pipes among them).
+        assert!(
+            failures.iter().any(|why| why.contains("pipe for std")),
+            "no run failed in the supervisor: {failures:#?}"
+        );
+    }
+
     #[test]
     fn init_reaps_orphans() {
         let limited = need!(Limited::root());
@@ -1232,6 +1273,81 @@ mod exec {
             .and_then(|p| p.parse::<u32>().ok())
             .expect("its pid");
         assert!(pid > 1, "{out}");
+        limited.keel(&["rm", "-f", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+
+    /// runc's CVE-2016-9962: between joining the container and `execve`, the runtime's
+    /// child is a process of the container, with the container root's ids, that still
+    /// holds the runtime's memory and fds. Held there (under ptrace), it is attacked
+    /// from a second `exec`: container root may not list its fds, read where its binary
+    /// is, nor read its environment, because it is not dumpable. The same reads of the
+    /// container's own PID 1 work: the attack is real, only the defence stops it.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_joining_runtime_cannot_be_inspected_from_inside() {
+        // Rootless: root's containers have no user namespace, and their root may
+        // inspect any process, as root on the host may.
+        let limited = need!(Limited::rootless());
+        let _leaks = LeakCheck::start();
+        let marker = Marker::new();
+        let n = name("dumpable");
+        let id = limited.detached(&n, &[], &format!("exec {}", marker.sleep()));
+        let nspid = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|ids| ids.split_whitespace().last().map(str::to_owned))
+        };
+        // Its PID 1 is the one of the marked processes (the runtime's command line
+        // holds the marker too) that is PID 1 where it lives.
+        let pid1 = marker
+            .processes()
+            .into_iter()
+            .map(|pid| pid.to_string())
+            .find(|pid| nspid(pid).as_deref() == Some("1"))
+            .expect("the container's PID 1");
+        let container_pid_ns = ns_inode(&pid1, "pid");
+        let held = limited
+            .stage
+            .command_line()
+            .args(["exec", &n, "true"])
+            .hold_child_at_exec(|pid| ns_inode(&pid.to_string(), "pid") == container_pid_ns);
+        // Its PID as the container sees it.
+        let inside = nspid(&held.pid().to_string()).expect("the held child's NSpid");
+        let attack = |pid: &str| {
+            limited.keel(&[
+                "exec",
+                &n,
+                "sh",
+                "-c",
+                &format!(
+                    "ls /proc/{pid}/fd >/dev/null && echo fds; \
+                     readlink /proc/{pid}/exe >/dev/null && echo exe; \
+                     head -c1 /proc/{pid}/environ >/dev/null && echo environ; true"
+                ),
+            ])
+        };
+        let against_held = attack(&inside);
+        let against_pid1 = attack("1");
+        let finished = held.release();
+        finished.expect_success();
+        against_held.expect_success();
+        for what in ["fds", "exe", "environ"] {
+            assert!(
+                !against_held.stdout.contains(what),
+                "container root read the joining runtime's {what}\n{against_held}"
+            );
+            assert!(
+                against_pid1.stdout.contains(what),
+                "the same read of PID 1 should work\n{against_pid1}"
+            );
+        }
+        assert!(
+            against_held.stderr.contains("Permission denied"),
+            "{against_held}"
+        );
         limited.keel(&["rm", "-f", &n]).expect_success();
         limited.assert_gone(&n, &id, &marker);
     }

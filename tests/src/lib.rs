@@ -10,6 +10,8 @@
 //! - [`running`]: a container still running, to read its output and send it signals;
 //! - [`probe`]: the static `keel-probe` program, built once, and the JSON it reports;
 //! - [`rootfs`]: a busybox root filesystem, built from the host's `busybox-static`;
+//! - [`held_at_exec`]: a runtime's child stopped (under ptrace) on entry to `execve`,
+//!   to attack the moment when it has joined the container but is not the command yet;
 //! - [`leaks`]: the host's mount table must not change, and no process may be left;
 //! - [`mountinfo`]: reading `/proc/*/mountinfo`;
 //! - [`net`]: the container's network as the probe sees it, a server on the host's
@@ -32,6 +34,8 @@
 pub mod attacker;
 pub mod checks;
 pub mod groups;
+#[cfg(target_arch = "x86_64")]
+pub mod held_at_exec;
 pub mod leaks;
 pub mod mountinfo;
 pub mod net;
