@@ -188,6 +188,11 @@ pub fn run_recorded(
         let _ = state::remove(&id);
         return result;
     }
+    // A foreground `--rm` container's record goes as soon as this returns: an exit
+    // code written now would be read by nobody.
+    if state.remove && !state.detached {
+        return result;
+    }
     state.status = Status::Exited;
     state.exit_code = result.as_ref().ok().copied();
     state.finished = Some(state::now());

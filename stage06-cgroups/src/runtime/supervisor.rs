@@ -84,6 +84,9 @@ pub fn detach(state: State, mut process: Process, args: &Args) -> Result<i32> {
                 }
                 Some(failure) => {
                     let _ = waitpid(child, None);
+                    // It never started, whether the supervisor failed before the
+                    // container (a fork, a dup2) or the container's start did.
+                    let _ = state::remove(&state.id);
                     let (code, message) = failure.split_once(':').unwrap_or(("125", failure));
                     Err(Failure {
                         code: code.parse().unwrap_or(common::exit::RUNTIME_FAILED),
