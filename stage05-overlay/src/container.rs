@@ -4,8 +4,11 @@
 //! <store>/containers/<id>/
 //!   upper/    the overlay's upperdir: every file the container changes or makes
 //!   work/     the overlay's workdir: its scratch space, on the same filesystem
-//!   root/     where the overlay is mounted, in the child's mount namespace only
+//!   root/     the root filesystem, when it is a copy or fuse-overlayfs's mount
 //! ```
+//!
+//! The kernel's overlay needs no `root/`: it is mounted over `<id>/` itself, in the
+//! child's mount namespace only (see [`crate::overlay`]).
 
 use std::fs::{self, DirBuilder};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -37,17 +40,25 @@ impl Container {
             .with_context(|| format!("creating {}", dir.display()))?;
         let container = Self { dir };
         // The upper directory's owner and mode are those of the container's `/`.
-        for (path, mode) in [
-            (container.upper(), 0o755),
-            (container.work(), 0o700),
-            (container.root(), 0o755),
-        ] {
+        for (path, mode) in [(container.upper(), 0o755), (container.work(), 0o700)] {
             DirBuilder::new()
                 .mode(mode)
                 .create(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
         }
         Ok(container)
+    }
+
+    /// Makes `root/`, for a root that is a copy or fuse-overlayfs's mount: in the
+    /// parent when the driver is known to need it, in the child when the kernel's
+    /// overlay failed and `auto` falls back to a copy.
+    pub fn make_root(&self) -> Result<PathBuf> {
+        let root = self.root();
+        match DirBuilder::new().mode(0o755).create(&root) {
+            Ok(()) => Ok(root),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(root),
+            Err(err) => Err(err).with_context(|| format!("creating {}", root.display())),
+        }
     }
 
     /// Where the directory of the container `id` is, in the store at `root`.
@@ -75,7 +86,7 @@ impl Container {
         self.dir.join("work")
     }
 
-    /// The overlay's mount point.
+    /// Where a copy of the image goes, or fuse-overlayfs mounts (see [`Self::make_root`]).
     pub fn root(&self) -> PathBuf {
         self.dir.join("root")
     }
