@@ -464,6 +464,135 @@ mod rootless {
     }
 }
 
+/// What container root may still do: podman's default capabilities, the rest gone from
+/// the bounding set before execve.
+mod capabilities {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// podman's default set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID,
+    /// SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, SETFCAP.
+    const DEFAULT: &str = "00000000800405fb";
+
+    /// The `Cap*:` lines of /proc/self/status, by name.
+    fn sets(out: &Output) -> BTreeMap<String, String> {
+        out.expect_success();
+        out.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("Cap")?.split_once(":\t"))
+            .map(|(set, mask)| (set.to_owned(), mask.trim().to_owned()))
+            .collect()
+    }
+
+    fn assert_sets(out: &Output, bounding: &str) {
+        let sets = sets(out);
+        for (set, expected) in [
+            ("Bnd", bounding),
+            ("Prm", bounding),
+            ("Eff", bounding),
+            ("Inh", "0000000000000000"),
+            ("Amb", "0000000000000000"),
+        ] {
+            assert_eq!(
+                sets.get(set).map(String::as_str),
+                Some(expected),
+                "Cap{set}\n{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn root_keeps_only_the_default_set() {
+        let limited = need!(Limited::root());
+        assert_sets(&limited.sh(&[], "grep ^Cap /proc/self/status"), DEFAULT);
+    }
+
+    #[test]
+    fn a_users_container_root_keeps_the_same() {
+        let limited = need!(Limited::rootless());
+        assert_sets(&limited.sh(&[], "grep ^Cap /proc/self/status"), DEFAULT);
+    }
+
+    /// runc's CVE-2022-24769: a non-root user of the container must not keep
+    /// inheritable capabilities for the programs it runs.
+    #[test]
+    fn a_non_root_user_has_none() {
+        let limited = need!(Limited::root());
+        let out = limited.sh(&["-u", "1000"], "grep ^Cap /proc/self/status");
+        let sets = sets(&out);
+        for set in ["Prm", "Eff", "Inh", "Amb"] {
+            assert_eq!(
+                sets.get(set).map(String::as_str),
+                Some("0000000000000000"),
+                "Cap{set}\n{out}"
+            );
+        }
+    }
+
+    /// CVE-2022-0492's first step: root's container (no user namespace) mounts a
+    /// cgroup v1 hierarchy, whose `release_agent` the host's kernel would run as root.
+    /// Refused without CAP_SYS_ADMIN; with it (the control) the mount works.
+    #[test]
+    fn a_cgroup_mount_for_a_release_agent_is_refused() {
+        let limited = need!(Limited::root());
+        let script = "mkdir /tmp/m && mount -t cgroup -o memory cgroup /tmp/m && echo mounted";
+        let refused = limited.sh(&[], script);
+        assert!(
+            !refused.stdout.contains("mounted") && refused.stderr.contains("permission denied"),
+            "{refused}"
+        );
+        let control = limited.sh(&["--cap-add", "SYS_ADMIN"], script);
+        assert!(control.stdout.contains("mounted"), "{control}");
+    }
+
+    /// Without a device cgroup, CAP_MKNOD would let root's container make a node for a
+    /// host disk in its own /dev, and read it: not in the default set.
+    #[test]
+    fn a_device_node_cannot_be_made() {
+        let limited = need!(Limited::root());
+        let script = "mknod /dev/disk b 7 0 && echo made";
+        let refused = limited.sh(&[], script);
+        assert!(
+            !refused.stdout.contains("made") && refused.stderr.contains("not permitted"),
+            "{refused}"
+        );
+        let control = limited.sh(&["--cap-add", "mknod"], script);
+        assert!(control.stdout.contains("made"), "{control}");
+    }
+
+    #[test]
+    fn cap_add_and_cap_drop_change_the_set() {
+        let limited = need!(Limited::root());
+        let none = limited.sh(
+            &["--cap-drop", "ALL"],
+            "grep ^Cap /proc/self/status; chown 1 /tmp || echo refused",
+        );
+        assert_sets(&none, "0000000000000000");
+        assert!(none.stdout.contains("refused"), "{none}");
+        // NET_ADMIN is capability 12.
+        let more = limited.sh(&["--cap-add", "NET_ADMIN"], "grep ^Cap /proc/self/status");
+        assert_sets(&more, "00000000800415fb");
+    }
+
+    /// `exec` gives its process the container's set, not the runtime's own.
+    #[test]
+    fn exec_keeps_the_containers_set() {
+        let limited = need!(Limited::root());
+        let _leaks = LeakCheck::start();
+        let marker = keel_graders::Marker::new();
+        let n = super::runtime_helpers::name("caps");
+        let id = limited.detached(
+            &n,
+            &["--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN"],
+            &format!("exec {}", marker.sleep()),
+        );
+        let out = limited.keel(&["exec", &n, "grep", "^Cap", "/proc/self/status"]);
+        assert_sets(&out, "00000000800415fa");
+        limited.keel(&["rm", "-f", &n]).expect_success();
+        limited.assert_gone(&n, &id, &marker);
+    }
+}
+
 /// Bad input: a clear error, exit 125, nothing made.
 mod bad_input {
     use super::*;
@@ -493,6 +622,15 @@ mod bad_input {
     #[test]
     fn no_cpus() {
         refused(&["--cpus", "0"], "--cpus");
+    }
+
+    #[test]
+    fn an_unknown_capability() {
+        refused(
+            &["--cap-add", "SYS_NOPE"],
+            "--cap-add SYS_NOPE: no such capability",
+        );
+        refused(&["--cap-drop", ""], "--cap-drop : no such capability");
     }
 
     #[test]
@@ -1280,19 +1418,35 @@ mod exec {
     /// runc's CVE-2016-9962: between joining the container and `execve`, the runtime's
     /// child is a process of the container, with the container root's ids, that still
     /// holds the runtime's memory and fds. Held there (under ptrace), it is attacked
-    /// from a second `exec`: container root may not list its fds, read where its binary
-    /// is, nor read its environment, because it is not dumpable. The same reads of the
-    /// container's own PID 1 work: the attack is real, only the defence stops it.
+    /// from a second `exec`: container root may not follow its fds, read where its
+    /// binary is, nor read its environment. The same reads of the container's own PID 1
+    /// work: the attack is real, only the defences stop it.
+    ///
+    /// Two defences stand in the way. The kernel lets a process inspect another only if
+    /// it holds every capability the other holds, and the joining child still holds the
+    /// runtime's; so this one gives the container every capability (`--cap-add ALL`,
+    /// in its user namespace), and what is left is that the child is not dumpable.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_joining_runtime_cannot_be_inspected_from_inside() {
-        // Rootless: root's containers have no user namespace, and their root may
-        // inspect any process, as root on the host may.
-        let limited = need!(Limited::rootless());
+        attack_the_joining_runtime(need!(Limited::rootless()), &["--cap-add", "ALL"]);
+    }
+
+    /// The same in root's container, which has no user namespace, with the default
+    /// capabilities: its root lacks CAP_SYS_PTRACE, and some capabilities the joining
+    /// child has (fails once exec keeps every capability).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_joining_runtime_cannot_be_inspected_from_roots_container() {
+        attack_the_joining_runtime(need!(Limited::root()), &[]);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn attack_the_joining_runtime(limited: Limited, options: &[&str]) {
         let _leaks = LeakCheck::start();
         let marker = Marker::new();
         let n = name("dumpable");
-        let id = limited.detached(&n, &[], &format!("exec {}", marker.sleep()));
+        let id = limited.detached(&n, options, &format!("exec {}", marker.sleep()));
         let nspid = |pid: &str| {
             std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .unwrap_or_default()
@@ -1323,7 +1477,7 @@ mod exec {
                 "sh",
                 "-c",
                 &format!(
-                    "ls /proc/{pid}/fd >/dev/null && echo fds; \
+                    "readlink /proc/{pid}/fd/2 >/dev/null && echo fds; \
                      readlink /proc/{pid}/exe >/dev/null && echo exe; \
                      head -c1 /proc/{pid}/environ >/dev/null && echo environ; true"
                 ),

@@ -250,6 +250,7 @@ fn process_of<S: Args>(run: &Run<S>) -> Result<Process> {
         interactive: run.common.interactive || shell_on_a_terminal,
         init: run.common.init,
         user: None,
+        capabilities: None,
     };
     process.setenv("PATH", DEFAULT_PATH);
     process.setenv("HOME", "/root");

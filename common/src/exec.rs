@@ -30,6 +30,12 @@ pub fn exec(process: &Process) -> Failure {
         Err(message) => return failure(RUNTIME_FAILED, message),
     };
 
+    // Before the user changes, while we still hold CAP_SETPCAP.
+    if let Some(keep) = &process.capabilities
+        && let Err(message) = crate::capabilities::keep_only(keep)
+    {
+        return failure(RUNTIME_FAILED, message);
+    }
     if let Some(ids) = &process.user
         && let Err(message) = become_user(ids)
     {

@@ -41,6 +41,9 @@ pub struct Process {
     /// The ids the command runs as, inside the container (stage 5's `-u`, or the
     /// image's `User`); `None`: root.
     pub user: Option<Ids>,
+    /// The capabilities container root keeps (stage 6, see [`crate::capabilities`]);
+    /// `None`: every one it has (stages 1 to 5).
+    pub capabilities: Option<Vec<caps::Capability>>,
 }
 
 /// A user inside the container: its uid, its gid, and its supplementary groups.

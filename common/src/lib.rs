@@ -8,6 +8,7 @@
 //! - [`exit`]: docker's exit codes;
 //! - [`suggest`]: "did you mean `run`?".
 
+pub mod capabilities;
 pub mod cli;
 pub mod clone3;
 pub mod doctor;

@@ -12,7 +12,8 @@
 //!    container's (and `/proc` paths would name the container's processes);
 //! 4. `fork`: `setns` into a PID namespace changes it only for our *children*;
 //! 5. in the child: a session of its own (and with `-t` a terminal opened in the
-//!    container's devpts), the working directory, every fd but stdio closed, execve.
+//!    container's devpts), the working directory, every fd but stdio closed, the
+//!    container's capabilities and no others (see `common::capabilities`), execve.
 //!
 //! From the start we are **not dumpable** (`prctl(PR_SET_DUMPABLE, 0)`), until the
 //! `execve` of the command resets it: runc's CVE-2016-9962 was a container process
@@ -127,6 +128,16 @@ fn process_of(args: &ExecArgs, found: &State) -> Result<Process> {
             uid: u.uid,
             gid: u.gid,
             groups: u.groups.clone(),
+        }),
+        capabilities: Some(match &found.capabilities {
+            Some(names) => names
+                .iter()
+                .map(|name| common::capabilities::parse(name))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
+            None => common::capabilities::DEFAULT.to_vec(),
         }),
     };
     if args.tty

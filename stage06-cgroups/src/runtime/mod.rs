@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use anyhow::{Result, bail};
-use common::Process;
 use common::runner::{Started, run_container};
+use common::{Process, capabilities};
 use stage05_overlay::container::Container;
 use stage05_overlay::store::Store;
 
@@ -62,6 +62,20 @@ pub struct RunOptions {
         help_heading = "Stage 6: the runtime"
     )]
     pub restart: String,
+    /// Give container root one more capability (NET_ADMIN, SYS_PTRACE, ..., or ALL).
+    #[arg(
+        long = "cap-add",
+        value_name = "CAP",
+        help_heading = "Stage 6: the runtime"
+    )]
+    pub cap_add: Vec<String>,
+    /// Take a capability from container root (CHOWN, KILL, ..., or ALL).
+    #[arg(
+        long = "cap-drop",
+        value_name = "CAP",
+        help_heading = "Stage 6: the runtime"
+    )]
+    pub cap_drop: Vec<String>,
 }
 
 impl RunOptions {
@@ -77,14 +91,21 @@ impl RunOptions {
         if let Some(name) = &self.name {
             state::check_name(name)?;
         }
+        for (flag, names) in [("--cap-add", &self.cap_add), ("--cap-drop", &self.cap_drop)] {
+            for name in names {
+                capabilities::parse(name).map_err(|err| anyhow::anyhow!("{flag} {err:#}"))?;
+            }
+        }
         Ok(())
     }
 }
 
 // ANCHOR: run
 /// `run`: records the container, then runs it in the foreground or detached.
-pub fn run(process: Process, args: &Args) -> Result<i32> {
+pub fn run(mut process: Process, args: &Args) -> Result<i32> {
     args.runtime.check()?;
+    let kept = capabilities::kept(&args.runtime.cap_add, &args.runtime.cap_drop)?;
+    process.capabilities = Some(kept.clone());
     sweep_removed();
     let id = common::state::new_id()?;
     let rootfs = args.stage05.stage04.stage03.stage02.rootfs.as_ref();
@@ -122,6 +143,7 @@ pub fn run(process: Process, args: &Args) -> Result<i32> {
         env: Vec::new(),
         cwd: None,
         user: None,
+        capabilities: Some(kept.iter().map(ToString::to_string).collect()),
     };
     state::create(&state)?;
     if args.runtime.detach {

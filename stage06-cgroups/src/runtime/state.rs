@@ -69,6 +69,10 @@ pub struct State {
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
     pub user: Option<User>,
+    /// The capabilities its root keeps (`CAP_CHOWN`, ...): `exec` gives its processes
+    /// the same. `None` in a record older than them: the default set.
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// What `ps` says of a container: its recorded status, checked against the processes.
