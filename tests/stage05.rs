@@ -1456,6 +1456,29 @@ mod bad_input {
         );
     }
 
+    /// As root, an image needs container root to be the host's root: with
+    /// `--userns=auto` it could not reach the store. Refused before anything is made;
+    /// a `--uidmap` that keeps root as root runs (the control).
+    #[test]
+    fn an_image_under_userns_auto_is_refused_with_the_fix() {
+        let images = need!(Images::root());
+        let _leaks = LeakCheck::start();
+        let out = images.run(&["--userns=auto"], &["busybox", "true"]);
+        out.expect_code(125);
+        assert!(
+            out.stderr.contains("--userns=auto") && out.stderr.contains("rootless"),
+            "{out}"
+        );
+        assert_eq!(
+            images.containers(),
+            Vec::<String>::new(),
+            "it left a container"
+        );
+        images
+            .run(&["--uidmap", "0:0:65536"], &["busybox", "true"])
+            .expect_success();
+    }
+
     #[test]
     fn a_bad_reference_is_refused() {
         let images = need!(Images::rootless());

@@ -93,6 +93,7 @@ impl Stage for Stage05 {
         if args.stage04.stage03.stage02.rootfs.is_some() {
             return Stage04::layers(&args.stage04);
         }
+        refuse_unmapped_root(&args.stage04.stage03)?;
         // Otherwise the first word is an image: stage 2's layer pivots into the root
         // that the overlay layer, just before it, mounts in the child.
         let mut stage04 = args.stage04.clone();
@@ -117,4 +118,36 @@ impl Stage for Stage05 {
         Stage04::doctor(report);
         doctor::check(report);
     }
+}
+
+/// Root's store, and the image's files in it, belong to the host's root. In a user
+/// namespace that maps container root elsewhere (`--userns=auto`, or a `--uidmap`
+/// without `0:0`), container root could not even reach the container's own upper
+/// directory: the run would fail halfway, so it is refused before anything is made.
+/// (Giving such a container an image needs its layers shifted to its ids, with
+/// idmapped mounts, as podman does; keel does not do that yet.)
+fn refuse_unmapped_root(args: &stage03_userns::Args) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let root_is_root = |map: &[stage03_userns::idmap::IdRange]| {
+        map.iter()
+            .any(|r| r.container == 0 && r.host == 0 && r.count > 0)
+    };
+    let gidmap = if args.gidmap.is_empty() {
+        &args.uidmap
+    } else {
+        &args.gidmap
+    };
+    let elsewhere = args.userns == Some(stage03_userns::UsernsMode::Auto)
+        || (!args.uidmap.is_empty() && !(root_is_root(&args.uidmap) && root_is_root(gidmap)));
+    if elsewhere {
+        anyhow::bail!(
+            "an image as root needs container root to be the host's root: the store and \
+             the image's files are root's, and a user namespace that maps container root \
+             elsewhere (--userns=auto, --uidmap) cannot reach them. Run the image as an \
+             ordinary user (rootless), or give a directory with --rootfs"
+        );
+    }
+    Ok(())
 }
