@@ -139,8 +139,9 @@ fn refuse_unmapped_root(args: &stage03_userns::Args) -> Result<()> {
     } else {
         &args.gidmap
     };
-    let elsewhere = args.userns == Some(stage03_userns::UsernsMode::Auto)
-        || (!args.uidmap.is_empty() && !(root_is_root(&args.uidmap) && root_is_root(gidmap)));
+    // No --uidmap at all is root's default: no user namespace.
+    let root_kept = args.uidmap.is_empty() || (root_is_root(&args.uidmap) && root_is_root(gidmap));
+    let elsewhere = args.userns == Some(stage03_userns::UsernsMode::Auto) || !root_kept;
     if elsewhere {
         anyhow::bail!(
             "an image as root needs container root to be the host's root: the store and \
