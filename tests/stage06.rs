@@ -529,35 +529,36 @@ mod capabilities {
         }
     }
 
-    /// CVE-2022-0492's first step: root's container (no user namespace) mounts a
-    /// cgroup v1 hierarchy, whose `release_agent` the host's kernel would run as root.
-    /// Refused without CAP_SYS_ADMIN; with it (the control) the mount works.
-    #[test]
-    fn a_cgroup_mount_for_a_release_agent_is_refused() {
+    /// `script` fails with `error` in root's container with the default set, and
+    /// works with `--cap-add capability` (the control: the attack is real).
+    fn refused_unless_added(capability: &str, script: &str, error: &str) {
         let limited = need!(Limited::root());
-        let script = "mkdir /tmp/m && mount -t cgroup -o memory cgroup /tmp/m && echo mounted";
-        let refused = limited.sh(&[], script);
+        let script = format!("{script} && echo done");
+        let refused = limited.sh(&[], &script);
         assert!(
-            !refused.stdout.contains("mounted") && refused.stderr.contains("permission denied"),
+            !refused.stdout.contains("done") && refused.stderr.contains(error),
             "{refused}"
         );
-        let control = limited.sh(&["--cap-add", "SYS_ADMIN"], script);
-        assert!(control.stdout.contains("mounted"), "{control}");
+        let control = limited.sh(&["--cap-add", capability], &script);
+        assert!(control.stdout.contains("done"), "{control}");
+    }
+
+    /// CVE-2022-0492's first step: root's container (no user namespace) mounts a
+    /// cgroup v1 hierarchy, whose `release_agent` the host's kernel would run as root.
+    #[test]
+    fn a_cgroup_mount_for_a_release_agent_is_refused() {
+        refused_unless_added(
+            "SYS_ADMIN",
+            "mkdir /tmp/m && mount -t cgroup -o memory cgroup /tmp/m",
+            "permission denied",
+        );
     }
 
     /// Without a device cgroup, CAP_MKNOD would let root's container make a node for a
     /// host disk in its own /dev, and read it: not in the default set.
     #[test]
     fn a_device_node_cannot_be_made() {
-        let limited = need!(Limited::root());
-        let script = "mknod /dev/disk b 7 0 && echo made";
-        let refused = limited.sh(&[], script);
-        assert!(
-            !refused.stdout.contains("made") && refused.stderr.contains("not permitted"),
-            "{refused}"
-        );
-        let control = limited.sh(&["--cap-add", "mknod"], script);
-        assert!(control.stdout.contains("made"), "{control}");
+        refused_unless_added("mknod", "mknod /dev/disk b 7 0", "not permitted");
     }
 
     #[test]
