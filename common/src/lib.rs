@@ -20,6 +20,7 @@ pub mod fds;
 pub mod init;
 pub mod layer;
 pub mod pass_fd;
+pub mod pidfd;
 pub mod program;
 pub mod pty;
 pub mod read_only;

@@ -1,7 +1,7 @@
 //! The helper programs a network needs (slirp4netns, pasta) are children of the
 //! runtime: found on the host's PATH, stopped and reaped on every path out.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
@@ -52,14 +52,9 @@ pub fn stop(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// A pidfd of `child` (`pidfd_open(2)`): readable once it has exited, so that `poll`
-/// waits for its end beside other fds.
+/// A pidfd of `child` (see `common::pidfd`): readable once it has exited, so that
+/// `poll` waits for its end beside other fds.
 pub fn pidfd(child: &Child) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open of our own child, which is not reaped yet.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id(), 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this fd, and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // Our own child, not reaped yet: its PID is still its own.
+    common::pidfd::open(child.id()).map_err(std::io::Error::from)
 }

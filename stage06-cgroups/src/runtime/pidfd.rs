@@ -7,7 +7,7 @@
 //! process with the same PID. keel opens one after checking the recorded start time,
 //! then checks the start time again: the handle is then surely the recorded process.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -30,17 +30,11 @@ impl PidFd {
         if !proc.is_alive() {
             return Ok(None);
         }
-        // SAFETY: pidfd_open takes a PID and flags, and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, proc.pid as libc::pid_t, 0) };
-        if fd < 0 {
-            let errno = nix::errno::Errno::last();
-            if errno == nix::errno::Errno::ESRCH {
-                return Ok(None);
-            }
-            return Err(errno).with_context(|| format!("pidfd_open({})", proc.pid));
-        }
-        // SAFETY: the kernel just gave us this fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let fd = match common::pidfd::open(proc.pid) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ESRCH) => return Ok(None),
+            Err(errno) => return Err(errno).with_context(|| format!("pidfd_open({})", proc.pid)),
+        };
         // Still the same process: the handle cannot be a later one's.
         if !proc.is_alive() {
             return Ok(None);
