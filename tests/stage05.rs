@@ -232,6 +232,35 @@ mod offline_busybox {
 mod writable_layer {
     use super::*;
 
+    /// The first run in a store probes the kernel's overlay with empty directories, in
+    /// the store's `tmp/`, and removes them: overlay leaves its `work/work` with mode
+    /// 000, which a user must open up before removing. Nothing may stay there, nor in
+    /// `$TMPDIR`, where the probe once left a tree per store.
+    #[test]
+    fn the_overlay_probe_leaves_nothing() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        let tmp = users::dir_owned_by(images.owner.0, images.owner.1, 0o700);
+        images
+            .stage
+            .run()
+            .env("TMPDIR", tmp.path())
+            .arg("--rm")
+            .cmd(["busybox", "true"])
+            .output()
+            .expect_success();
+        assert!(
+            images.path().join("overlay-probe").exists(),
+            "no probe was made"
+        );
+        assert_eq!(names(tmp.path()), Vec::<String>::new(), "left in $TMPDIR");
+        assert_eq!(
+            names(&images.path().join("tmp")),
+            Vec::<String>::new(),
+            "left in the store's tmp/"
+        );
+    }
+
     /// A file written in one run is absent in the next run of the same image, and the
     /// image's blobs are byte for byte what they were.
     #[test]
@@ -1029,7 +1058,7 @@ mod fuse_overlayfs {
         std::fs::write(
             &memory,
             format!(
-                "{} EPERM: refused in a user namespace\n",
+                "{} user EPERM: refused in a user namespace\n",
                 kernel.release().to_string_lossy()
             ),
         )

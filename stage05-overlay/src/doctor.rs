@@ -10,7 +10,7 @@ use crate::store::Store;
 /// The checks of stage 5.
 pub fn check(report: &mut Report) {
     // Probed afresh, not read from the store's memory of it: doctor says what is.
-    let kernel = crate::driver::probe();
+    let kernel = crate::driver::probe(&std::env::temp_dir());
     let fuse = crate::driver::fuse_usable();
     let outcome = match &kernel {
         Ok(()) => Outcome::Ok("this kernel mounts overlay in a user namespace".into()),

@@ -96,23 +96,30 @@ pub fn fuse_usable() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Whether the kernel mounts overlay as a container would, remembered per kernel in
-/// the store's `overlay-probe`.
+/// Whether the kernel mounts overlay as a container would, remembered per kernel (and
+/// for root or a user) in the store's `overlay-probe`.
 fn kernel_overlay(store: &Store) -> Result<()> {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Root's answer (a mount namespace) and a user's (a user namespace too) may
+    // differ, and a store may be both's (KEEL_STORE).
+    let who = if nix::unistd::geteuid().is_root() {
+        "root"
+    } else {
+        "user"
+    };
+    let key = format!("{release} {who} ");
     let cache = store.root().join("overlay-probe");
     if let Ok(text) = std::fs::read_to_string(&cache)
-        && let Some((kernel, verdict)) = text.trim().split_once(' ')
-        && kernel == release
+        && let Some(verdict) = text.trim_end().strip_prefix(&key)
     {
         return match verdict {
             "ok" => Ok(()),
             _ => bail!("probed before on this kernel: {verdict}"),
         };
     }
-    let result = probe();
+    let result = probe(&store.root().join("tmp"));
     // Only the kernel's answer is kept: a probe that could not ask (no temporary
     // directory, no fork) says nothing about the kernel, and is tried again next time.
     let verdict = match &result {
@@ -122,7 +129,7 @@ fn kernel_overlay(store: &Store) -> Result<()> {
     };
     if let Some(verdict) = verdict {
         // Best effort: a store that cannot keep it probes again next time.
-        let _ = std::fs::write(&cache, format!("{release} {verdict}\n"));
+        let _ = std::fs::write(&cache, format!("{key}{verdict}\n"));
     }
     result
 }
@@ -140,19 +147,36 @@ impl std::fmt::Display for KernelSaid {
 impl std::error::Error for KernelSaid {}
 
 /// Mounts an overlay of empty directories in a child in new user and mount namespaces
-/// (just a mount namespace, as root), as a container would.
-pub fn probe() -> Result<()> {
-    let dir = tempfile::tempdir().context("a temporary directory")?;
+/// (just a mount namespace, as root), as a container would. They are made in `place`
+/// (the store's `tmp/`: on the filesystem where containers' upper directories will
+/// be), and removed again.
+pub fn probe(place: &Path) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("overlay-probe-")
+        .tempdir_in(place)
+        .with_context(|| format!("a temporary directory in {}", place.display()))?;
     for name in ["lower", "upper", "work", "merged"] {
         std::fs::create_dir(dir.path().join(name))?;
     }
+    let result = probe_in(dir.path());
+    // Overlay made work/work with mode 000: as its owner we may open it, and the
+    // directory can then be removed with the rest.
+    let _ = std::fs::set_permissions(
+        dir.path().join("work/work"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    );
+    result
+}
+
+/// The probe's child, and what it says.
+fn probe_in(dir: &Path) -> Result<()> {
     let root = nix::unistd::geteuid().is_root();
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     // SAFETY: called before any thread exists (prepare, doctor).
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             // The errno is the exit code: the parent says what the kernel said.
-            let code = match mount_in_namespaces(dir.path(), root, uid.as_raw(), gid.as_raw()) {
+            let code = match mount_in_namespaces(dir, root, uid.as_raw(), gid.as_raw()) {
                 Ok(()) => 0,
                 Err(errno) => errno as i32,
             };
