@@ -140,15 +140,20 @@ pub fn log_path(id: &str) -> Result<PathBuf> {
     Ok(containers_dir()?.join(id).join("container.log"))
 }
 
-/// `<runtime dir>/containers`, made if missing.
+/// `<runtime dir>/containers`, made if missing: checked and made once per process, as
+/// every command asks for it several times.
 pub fn containers_dir() -> Result<PathBuf> {
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(dir) = CHECKED.get() {
+        return Ok(dir.clone());
+    }
     let dir = runtime_dir()?.join("containers");
     match fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(err) => return Err(err).with_context(|| format!("creating {}", dir.display())),
     }
-    Ok(dir)
+    Ok(CHECKED.get_or_init(|| dir).clone())
 }
 
 /// Seconds since the epoch.
