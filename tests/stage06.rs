@@ -464,15 +464,16 @@ mod rootless {
     }
 }
 
-/// What container root may still do: podman's default capabilities, the rest gone from
-/// the bounding set before execve.
+/// What container root may still do: docker's default capabilities but for MKNOD, the
+/// rest gone from the bounding set before execve.
 mod capabilities {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// podman's default set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID,
-    /// SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, SETFCAP.
-    const DEFAULT: &str = "00000000800405fb";
+    /// docker's default set but for MKNOD: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+    /// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, AUDIT_WRITE,
+    /// SETFCAP.
+    const DEFAULT: &str = "00000000a00425fb";
 
     /// The `Cap*:` lines of /proc/self/status, by name.
     fn sets(out: &Output) -> BTreeMap<String, String> {
@@ -572,7 +573,7 @@ mod capabilities {
         assert!(none.stdout.contains("refused"), "{none}");
         // NET_ADMIN is capability 12.
         let more = limited.sh(&["--cap-add", "NET_ADMIN"], "grep ^Cap /proc/self/status");
-        assert_sets(&more, "00000000800415fb");
+        assert_sets(&more, "00000000a00435fb");
     }
 
     /// `exec` gives its process the container's set, not the runtime's own.
@@ -588,7 +589,7 @@ mod capabilities {
             &format!("exec {}", marker.sleep()),
         );
         let out = limited.keel(&["exec", &n, "grep", "^Cap", "/proc/self/status"]);
-        assert_sets(&out, "00000000800415fa");
+        assert_sets(&out, "00000000a00435fa");
         limited.keel(&["rm", "-f", &n]).expect_success();
         limited.assert_gone(&n, &id, &marker);
     }

@@ -25,16 +25,20 @@ use caps::{CapSet, Capability};
 use crate::explain;
 
 // ANCHOR: default
-/// What a container keeps unless told otherwise: podman's default set. docker's adds
-/// `MKNOD`, `NET_RAW` and `AUDIT_WRITE`; it can afford `MKNOD` because a device cgroup
-/// denies the nodes it would make, which keel does not set up.
-pub const DEFAULT: [Capability; 11] = [
+/// What a container keeps unless told otherwise: docker's default set, but for
+/// `MKNOD`. docker can afford that one because its device cgroup denies the nodes it
+/// would make; keel sets up no device cgroup. (podman also drops `NET_RAW` and
+/// `AUDIT_WRITE`, and lets ping use ICMP echo sockets instead of raw ones; busybox's
+/// ping, the offline image's, only knows raw sockets.)
+pub const DEFAULT: [Capability; 13] = [
+    Capability::CAP_AUDIT_WRITE,
     Capability::CAP_CHOWN,
     Capability::CAP_DAC_OVERRIDE,
     Capability::CAP_FOWNER,
     Capability::CAP_FSETID,
     Capability::CAP_KILL,
     Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_NET_RAW,
     Capability::CAP_SETFCAP,
     Capability::CAP_SETGID,
     Capability::CAP_SETPCAP,
