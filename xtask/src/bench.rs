@@ -544,8 +544,9 @@ impl Setup {
         Ok(())
     }
 
-    /// Runs every chosen command `runs` times, taking turns, and prints the tables,
-    /// each compared with its first row whose name starts with `baseline`.
+    /// Runs every chosen command `runs` times, taking turns in a new order each round,
+    /// and prints the tables, each compared with its first row whose name starts with
+    /// `baseline`.
     fn compare(&self, runs: usize, baseline: &str) -> Result<()> {
         if runs == 0 {
             bail!("--runs must be at least 1");
@@ -561,11 +562,17 @@ impl Setup {
             println!("{:<width$} {}", contender.name, cmd::describe(command));
         }
         let mut costs: Vec<Vec<Cost>> = vec![Vec::with_capacity(runs); chosen.len()];
+        let mut order: Vec<usize> = (0..commands.len()).collect();
+        let mut shuffle = Shuffle(0x9e37_79b9_7f4a_7c15);
         for round in 0..WARM_UP + runs {
-            for (command, costs) in commands.iter_mut().zip(&mut costs) {
-                let cost = measure(command)?;
+            // A new order every round: a run pays for what the one before it left to
+            // the kernel (namespaces and mounts are torn down after exit), and in a
+            // fixed order one command would always follow the same other one.
+            shuffle.apply(&mut order);
+            for &i in &order {
+                let cost = measure(&mut commands[i])?;
                 if round >= WARM_UP {
-                    costs.push(cost);
+                    costs[i].push(cost);
                 }
             }
         }
@@ -585,6 +592,26 @@ impl Setup {
             }
         }
         Ok(())
+    }
+}
+
+/// A fixed sequence of shuffles (xorshift64 and Fisher-Yates): every bench takes the
+/// same orders, and no dependency is needed for it.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn apply<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
     }
 }
 
@@ -754,7 +781,7 @@ pub(crate) fn report(
         .map(|i| (names[i], ms(percentile(&walls[i], 50.0))));
     let rounds = if warm_up == 1 { "round" } else { "rounds" };
     println!(
-        "\n{who}: {runs} runs each, taking turns, after {warm_up} warm-up {rounds}; times in ms"
+        "\n{who}: {runs} runs each, in a new order each round, after {warm_up} warm-up {rounds}; times in ms"
     );
     let width = name_width(names.iter().copied());
     println!(
