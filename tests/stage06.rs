@@ -562,6 +562,25 @@ mod capabilities {
         refused_unless_added("mknod", "mknod /dev/disk b 7 0", "not permitted");
     }
 
+    /// Chapter 1's attack: a container whose stdin is the caller's terminal pushes
+    /// keystrokes into its input (`ioctl(TIOCSTI)`), for the caller's shell to run. A
+    /// session of its own is not enough for root's container, which has no user
+    /// namespace: TIOCSTI also accepts CAP_SYS_ADMIN, which it no longer holds.
+    #[test]
+    fn roots_container_cannot_type_into_the_callers_terminal() {
+        let limited = need!(Limited::root());
+        let rootfs = need!(users::accessible_busybox());
+        let stage = limited
+            .stage
+            .clone()
+            .with_options([Path::new("--rootfs"), rootfs])
+            .with_probe_at(keel_graders::runtime::ProbeAt::Inside(
+                keel_graders::rootfs::PROBE.into(),
+            ));
+        let _leaks = LeakCheck::start();
+        keel_graders::checks::terminal::tiocsti_cannot_type_into_the_callers_terminal(&stage);
+    }
+
     #[test]
     fn cap_add_and_cap_drop_change_the_set() {
         let limited = need!(Limited::root());
