@@ -1134,7 +1134,8 @@ mod lifecycle {
     }
 
     /// A `--rm` container whose supervisor was killed cannot remove itself: the next
-    /// container started removes it (record, cgroup, writable layer).
+    /// container started removes it (record, cgroup, writable layer), and its name is
+    /// free again for that very run.
     #[test]
     fn a_killed_rm_container_is_swept_by_the_next_run() {
         let limited = need!(Limited::root());
@@ -1158,7 +1159,8 @@ mod lifecycle {
             limited.ps_line(&n).is_some() && limited.layer(&id).is_dir(),
             "nothing could remove it yet"
         );
-        limited.sh(&[], "true").expect_success();
+        // Under the same name: the sweep comes first, and frees it.
+        limited.sh(&["--name", &n], "true").expect_success();
         limited.assert_gone(&n, &id, &marker);
     }
 

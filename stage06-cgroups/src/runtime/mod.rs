@@ -106,6 +106,7 @@ pub fn run(mut process: Process, args: &Args) -> Result<i32> {
     args.runtime.check()?;
     let kept = capabilities::kept(&args.runtime.cap_add, &args.runtime.cap_drop)?;
     process.capabilities = Some(kept.clone());
+    // Before the new record takes its name: a dead `--rm` container's name is free.
     sweep_removed();
     let id = common::state::new_id()?;
     let rootfs = args.stage05.stage04.stage03.stage02.rootfs.as_ref();
