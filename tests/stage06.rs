@@ -570,10 +570,11 @@ mod capabilities {
     fn roots_container_cannot_type_into_the_callers_terminal() {
         let limited = need!(Limited::root());
         let rootfs = need!(users::accessible_busybox());
+        // --rm: the check's run leaves no record behind.
         let stage = limited
             .stage
             .clone()
-            .with_options([Path::new("--rootfs"), rootfs])
+            .with_options([Path::new("--rm"), Path::new("--rootfs"), rootfs])
             .with_probe_at(keel_graders::runtime::ProbeAt::Inside(
                 keel_graders::rootfs::PROBE.into(),
             ));
