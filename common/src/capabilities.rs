@@ -106,34 +106,37 @@ fn parse_all(names: &[String]) -> Result<Vec<Option<Capability>>> {
 /// is effective now stays so until then (the runtime's own work is done). At `execve`
 /// a root command gets the bounding set, and a non-root one nothing.
 pub fn keep_only(keep: &[Capability]) -> Result<(), String> {
-    // Every capability this kernel knows, also those newer than this program.
-    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|text| text.trim().parse::<u8>().ok())
-        .unwrap_or(40);
     let kept: BTreeSet<u8> = keep.iter().map(|c| c.index()).collect();
-    for number in (0..=last).filter(|n| !kept.contains(n)) {
+    // Every capability this kernel knows, also those newer than this program: numbers
+    // go up from 0, and the first the kernel does not know is refused with EINVAL.
+    let mut dropped = 0;
+    for number in 0..=u8::MAX {
+        if kept.contains(&number) {
+            continue;
+        }
         // SAFETY: prctl with integer arguments only.
         let rc =
             unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(number), 0, 0, 0) };
-        // EINVAL: a capability this kernel does not have after all.
-        if rc != 0 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
-            return Err(format!(
-                "prctl(PR_CAPBSET_DROP, {number}): {}",
-                nix::errno::Errno::last().desc()
-            ));
+        match nix::errno::Errno::result(rc) {
+            Ok(_) => dropped += 1,
+            Err(nix::errno::Errno::EINVAL) => break,
+            Err(errno) => {
+                return Err(format!(
+                    "prctl(PR_CAPBSET_DROP, {number}): {}",
+                    errno.desc()
+                ));
+            }
         }
     }
     caps::clear(None, CapSet::Inheritable)
         .and_then(|()| caps::clear(None, CapSet::Ambient))
         .map_err(|err| format!("emptying the inheritable and ambient capabilities: {err}"))?;
-    explain::step(
-        format_args!(
-            "prctl(PR_CAPBSET_DROP) x{}",
-            usize::from(last) + 1 - kept.len()
-        ),
-        format_args!("container root keeps only {}", names(keep)),
-    );
+    if explain::enabled() {
+        explain::step(
+            format_args!("prctl(PR_CAPBSET_DROP) x{dropped}"),
+            format_args!("container root keeps only {}", names(keep)),
+        );
+    }
     Ok(())
 }
 // ANCHOR_END: keep_only
