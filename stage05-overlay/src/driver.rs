@@ -135,16 +135,9 @@ fn kernel_overlay(store: &Store) -> Result<()> {
 }
 
 /// The kernel refused the probe's mount: a verdict on the kernel, worth remembering.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct KernelSaid(String);
-
-impl std::fmt::Display for KernelSaid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for KernelSaid {}
 
 /// Mounts an overlay of empty directories in a child in new user and mount namespaces
 /// (just a mount namespace, as root), as a container would. They are made in `place`
