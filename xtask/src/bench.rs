@@ -24,6 +24,9 @@ use crate::{bundle, rootfs};
 /// Rounds run and thrown away before measuring.
 pub(crate) const WARM_UP: usize = 3;
 
+/// Runs of each command whose peak memory is measured.
+const PEAK_RUNS: usize = 9;
+
 /// Who runs a command: root, or the ordinary user made for the rootless comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum As {
@@ -204,6 +207,26 @@ const NET_CONTENDERS: &[Contender] = &[
     UNSHARE_USER,
 ];
 
+/// Stage 6's rows, which `cargo xtask layout` runs too (see [`crate::layout`]).
+pub(crate) const STAGE06_USER: Contender = Contender {
+    name: "stage06 image (user)",
+    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+    package: Some("stage06-cgroups"),
+    runs_as: As::User,
+};
+pub(crate) const STAGE06_IMAGE: Contender = Contender {
+    name: "stage06 image",
+    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+    package: Some("stage06-cgroups"),
+    runs_as: As::Root,
+};
+pub(crate) const STAGE06_MEMORY: Contender = Contender {
+    name: "stage06 --memory",
+    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none --memory 64m busybox /bin/true",
+    package: Some("stage06-cgroups"),
+    runs_as: As::Root,
+};
+
 /// Stage 6, the whole runtime (`cargo xtask bench start`): an image on an overlay,
 /// every namespace, no network, removed after the run; as root also in a cgroup of
 /// its own. Next to it: stage 5 (the same without cgroups), runc, crun, bubblewrap and
@@ -213,18 +236,8 @@ const NET_CONTENDERS: &[Contender] = &[
 /// the containers' records go (root's, `/run/keel`, gets a tmpfs of the benchmark's
 /// own: this machine's `/run` is not one, as it is on most).
 const START_CONTENDERS: &[Contender] = &[
-    Contender {
-        name: "stage06 image",
-        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
-        package: Some("stage06-cgroups"),
-        runs_as: As::Root,
-    },
-    Contender {
-        name: "stage06 --memory",
-        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none --memory 64m busybox /bin/true",
-        package: Some("stage06-cgroups"),
-        runs_as: As::Root,
-    },
+    STAGE06_IMAGE,
+    STAGE06_MEMORY,
     Contender {
         name: "stage05 image",
         line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage05-overlay run --rm --network none busybox /bin/true",
@@ -235,12 +248,7 @@ const START_CONTENDERS: &[Contender] = &[
     BWRAP,
     CRUN,
     RUNC,
-    Contender {
-        name: "stage06 image (user)",
-        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
-        package: Some("stage06-cgroups"),
-        runs_as: As::User,
-    },
+    STAGE06_USER,
     // The user's own build (what `cargo build` makes): it re-executes through a
     // read-only view of itself first (common/src/exe_view.rs).
     Contender {
@@ -358,6 +366,15 @@ pub fn run(runs: usize) -> Result<()> {
 /// each one's peak memory.
 pub fn run_start(runs: usize) -> Result<()> {
     let setup = Setup::new(START_CONTENDERS, false)?;
+    let binary = setup.places.release.join("stage06-cgroups");
+    match crate::layout::coverage(&binary) {
+        Ok((found, named)) => println!(
+            "code layout: {found} of the {named} functions of {} are in stage 6's binary \
+             (fewer: run `cargo xtask layout`)",
+            crate::layout::ORDER
+        ),
+        Err(err) => println!("code layout: not checked ({err:#})"),
+    }
     setup.compare(runs, "unshare")?;
     setup.peak_memory()
 }
@@ -492,8 +509,8 @@ impl Setup {
         })
     }
 
-    /// Prints the largest resident set of each command's process tree, from one run
-    /// under GNU time (`%M`). Not from the timed runs: a process forked from this large
+    /// Prints the largest resident set of each command's process tree, from runs under
+    /// GNU time (`%M`). Not from the timed runs: a process forked from this large
     /// one starts its high-water mark at this one's size, and exec does not reset it;
     /// forked from the small `time`, it starts near 1 MB (`time true` shows the floor).
     fn peak_memory(&self) -> Result<()> {
@@ -506,40 +523,46 @@ impl Setup {
         // The rootless rows' time writes it too.
         fs::set_permissions(report.path(), fs::Permissions::from_mode(0o666))?;
         let width = name_width(self.chosen.iter().map(|c| c.name));
-        println!("\npeak resident set of the process tree (GNU time's %M, one run each)");
-        let mut floor = Command::new(&time);
-        floor
-            .args(["-f", "%M", "-o"])
-            .arg(report.path())
-            .arg("true");
-        measure(&mut floor)?;
-        let kib = |path: &Path| -> Result<f64> {
-            let text = fs::read_to_string(path)?;
-            Ok(text.trim().parse::<f64>()? / 1024.0)
-        };
         println!(
-            "{:<width$} {:>6.1} MB",
-            "time true (the floor)",
-            kib(report.path())?
+            "\npeak resident set of the process tree (GNU time's %M): median of {PEAK_RUNS} runs, \
+             lowest and highest"
         );
-        for contender in &self.chosen {
-            let inner = contender.command(&self.places, ids);
-            let mut wrapped = Command::new(&time);
-            wrapped
-                .args(["-f", "%M", "-o"])
-                .arg(report.path())
-                .arg(inner.get_program())
-                .args(inner.get_args());
-            for (key, value) in inner.get_envs() {
-                if let Some(value) = value {
-                    wrapped.env(key, value);
+        // One run's figure moves by a few hundred KB from run to run: the kernel maps
+        // code 64 KB at a time, aligned in memory, and where those windows fall on the
+        // code depends on the address the program is loaded at, which is random.
+        let peak = |command: &Command, user: Option<(u32, u32)>| -> Result<[f64; 3]> {
+            let mut kib = Vec::with_capacity(PEAK_RUNS);
+            for _ in 0..PEAK_RUNS {
+                let mut wrapped = Command::new(&time);
+                wrapped
+                    .args(["-f", "%M", "-o"])
+                    .arg(report.path())
+                    .arg(command.get_program())
+                    .args(command.get_args());
+                for (key, value) in command.get_envs() {
+                    if let Some(value) = value {
+                        wrapped.env(key, value);
+                    }
                 }
+                if let Some((uid, gid)) = user {
+                    wrapped.uid(uid).gid(gid);
+                }
+                measure(&mut wrapped)?;
+                kib.push(fs::read_to_string(report.path())?.trim().parse::<f64>()? / 1024.0);
             }
-            if let (As::User, Some((uid, gid))) = (contender.runs_as, ids) {
-                wrapped.uid(uid).gid(gid);
-            }
-            measure(&mut wrapped)?;
-            println!("{:<width$} {:>6.1} MB", contender.name, kib(report.path())?);
+            kib.sort_by(f64::total_cmp);
+            Ok([kib[PEAK_RUNS / 2], kib[0], kib[PEAK_RUNS - 1]])
+        };
+        let show = |name: &str, [median, low, high]: [f64; 3]| {
+            println!("{name:<width$} {median:>6.2} MB  ({low:.2}-{high:.2})");
+        };
+        show("time true (the floor)", peak(&Command::new("true"), None)?);
+        for contender in &self.chosen {
+            let user = ids.filter(|_| contender.runs_as == As::User);
+            show(
+                contender.name,
+                peak(&contender.command(&self.places, ids), user)?,
+            );
         }
         Ok(())
     }

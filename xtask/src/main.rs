@@ -15,6 +15,7 @@ mod copy;
 mod exercises;
 mod grade;
 mod graders;
+mod layout;
 mod libtest;
 mod order;
 mod probe;
@@ -77,6 +78,9 @@ enum Task {
         /// Only these chapters (e.g. stage03), after what earlier ones make first.
         chapters: Vec<String>,
     },
+    /// Trace what stage 6's `run` executes and write stage06-cgroups/run.order, the
+    /// order the linker lays its code out in (as root: it runs the benchmark's runs).
+    Layout,
     /// Time starting a container against unshare, bwrap, crun and runc; with `net`,
     /// stage 4's start-up and the throughput of its port drivers; with `image`, stage
     /// 5's pull, unpacking and start-up against skopeo, umoci and tar.
@@ -132,6 +136,7 @@ fn run(task: Task) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Task::Layout => layout::run()?,
         Task::Bench { what, runs, mib } => {
             let runs = runs.unwrap_or_else(|| default_runs(what));
             match what {
