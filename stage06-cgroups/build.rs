@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::process::Command;
 
+// ANCHOR: layout
 fn main() {
     let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("run.order");
     println!("cargo:rerun-if-changed={}", order.display());
@@ -29,6 +30,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }
+// ANCHOR_END: layout
 
 /// Whether the linker is lld, the only one that takes both: Rust's default on x86_64
 /// Linux from 1.90 on.

@@ -43,7 +43,11 @@ pub const ORDER: &str = "stage06-cgroups/run.order";
 
 /// The runs traced, rootless first: the order of their functions is the order of
 /// the file.
-const TRACED: &[Contender] = &[bench::STAGE06_USER, bench::STAGE06_IMAGE, bench::STAGE06_MEMORY];
+const TRACED: &[Contender] = &[
+    bench::STAGE06_USER,
+    bench::STAGE06_IMAGE,
+    bench::STAGE06_MEMORY,
+];
 
 /// What the breakpoint instruction raises its SIGTRAP with (`si_code`).
 const SI_KERNEL: i32 = 0x80;
@@ -68,8 +72,8 @@ pub fn run() -> Result<()> {
                 bench::measure(&mut runs())
                     .with_context(|| format!("{} (untraced)", contender.name))?;
             }
-            let entered = trace(runs(), &functions)
-                .with_context(|| format!("tracing {}", contender.name))?;
+            let entered =
+                trace(runs(), &functions).with_context(|| format!("tracing {}", contender.name))?;
             let before = order.len();
             for &address in &entered {
                 let name = &functions.names[&address];
