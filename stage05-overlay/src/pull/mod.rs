@@ -19,6 +19,7 @@ mod credentials;
 mod download;
 mod manifest;
 mod platform;
+mod pow;
 mod progress;
 mod registry;
 mod unpacking;
