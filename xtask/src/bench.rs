@@ -533,21 +533,11 @@ impl Setup {
         let peak = |command: &Command, user: Option<(u32, u32)>| -> Result<[f64; 3]> {
             let mut kib = Vec::with_capacity(PEAK_RUNS);
             for _ in 0..PEAK_RUNS {
-                let mut wrapped = Command::new(&time);
-                wrapped
-                    .args(["-f", "%M", "-o"])
+                let mut time = Command::new(&time);
+                time.args(["-f", "%M", "-o"])
                     .arg(report.path())
-                    .arg(command.get_program())
-                    .args(command.get_args());
-                for (key, value) in command.get_envs() {
-                    if let Some(value) = value {
-                        wrapped.env(key, value);
-                    }
-                }
-                if let Some((uid, gid)) = user {
-                    wrapped.uid(uid).gid(gid);
-                }
-                measure(&mut wrapped)?;
+                    .arg(command.get_program());
+                measure(&mut followed_by(time, command, user))?;
                 kib.push(fs::read_to_string(report.path())?.trim().parse::<f64>()? / 1024.0);
             }
             kib.sort_by(f64::total_cmp);
@@ -738,6 +728,26 @@ impl Drop for BenchUser {
         // userdel also removes the user's lines of /etc/subuid and /etc/subgid.
         let _ = cmd::quiet(Command::new("userdel").arg(BENCH_USER));
     }
+}
+
+/// `prefix` followed by `command`'s arguments, with `command`'s environment, run as
+/// `user` when given: `command` under another program (`time`), or another binary
+/// in its place.
+pub(crate) fn followed_by(
+    mut prefix: Command,
+    command: &Command,
+    user: Option<(u32, u32)>,
+) -> Command {
+    prefix.args(command.get_args());
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            prefix.env(key, value);
+        }
+    }
+    if let Some((uid, gid)) = user {
+        prefix.uid(uid).gid(gid);
+    }
+    prefix
 }
 
 /// One run's wall and CPU time; fails with the command's stderr if it fails.

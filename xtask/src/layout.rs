@@ -3,7 +3,7 @@
 //!
 //! Why it matters: the kernel maps a program's code on demand, and on each page a
 //! process touches first it maps up to 64 KB around it ("fault-around"). A `run`
-//! executes about 700 of the runtime's 8,000 functions, some 0.5 MB of code, but the
+//! executes about 800 of the runtime's 8,000 functions, some 0.6 MB of code, but the
 //! linker spreads them over all 3.6 MB of `.text` (next to the registry client, the
 //! netlink code and the rest), so that 3 MB of it was resident in every `run`: half the
 //! runtime's memory. Side by side they take what they need. `stage06-cgroups/build.rs`
@@ -66,7 +66,11 @@ pub fn run() -> Result<()> {
     for binary in [setup.places.release.join("stage06-cgroups"), keel] {
         let functions = Functions::of(&binary)?;
         for contender in TRACED {
-            let runs = || with_program(contender, &setup.places, &binary, ids);
+            let user = ids.filter(|_| contender.runs_as == As::User);
+            let runs = || {
+                let command = contender.command(&setup.places, ids);
+                bench::followed_by(Command::new(&binary), &command, user)
+            };
             // The first run imports the image into the store: trace the runs after it.
             for _ in 0..2 {
                 bench::measure(&mut runs())
@@ -99,27 +103,6 @@ pub fn run() -> Result<()> {
     fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     println!("{}: {} functions", path.display(), order.len());
     Ok(())
-}
-
-/// `contender`'s command with `program` in its place.
-fn with_program(
-    contender: &Contender,
-    places: &bench::Places,
-    program: &Path,
-    ids: Option<(u32, u32)>,
-) -> Command {
-    let command = contender.command(places, ids);
-    let mut other = Command::new(program);
-    other.args(command.get_args());
-    for (key, value) in command.get_envs() {
-        if let Some(value) = value {
-            other.env(key, value);
-        }
-    }
-    if let (As::User, Some((uid, gid))) = (contender.runs_as, ids) {
-        other.uid(uid).gid(gid);
-    }
-    other
 }
 
 const HEADER: &str = "\
