@@ -70,10 +70,11 @@ pub fn parse(name: &str) -> Result<Option<Capability>> {
 
 /// The set a container keeps, as docker computes it: with `--cap-add ALL` every
 /// capability but those dropped; with `--cap-drop ALL` only those added; otherwise the
-/// defaults, plus those added, minus those dropped.
+/// defaults, plus those added, minus those dropped. A name that is no capability is an
+/// error that names its flag.
 pub fn kept(add: &[String], drop: &[String]) -> Result<Vec<Capability>> {
-    let add = parse_all(add)?;
-    let drop = parse_all(drop)?;
+    let add = parse_all("--cap-add", add)?;
+    let drop = parse_all("--cap-drop", drop)?;
     let named = |list: &[Option<Capability>]| list.iter().flatten().copied().collect();
     let mut kept: HashSet<Capability> = if add.contains(&None) {
         caps::all()
@@ -96,8 +97,11 @@ pub fn kept(add: &[String], drop: &[String]) -> Result<Vec<Capability>> {
     Ok(kept)
 }
 
-fn parse_all(names: &[String]) -> Result<Vec<Option<Capability>>> {
-    names.iter().map(|name| parse(name)).collect()
+fn parse_all(flag: &str, names: &[String]) -> Result<Vec<Option<Capability>>> {
+    names
+        .iter()
+        .map(|name| parse(name).map_err(|err| anyhow::anyhow!("{flag} {err:#}")))
+        .collect()
 }
 
 // ANCHOR: keep_only

@@ -13,7 +13,7 @@ pub fn check(report: &mut Report) {
     let kernel = crate::driver::probe(&std::env::temp_dir());
     let fuse = crate::driver::fuse_usable();
     let outcome = match &kernel {
-        Ok(()) => Outcome::Ok("this kernel mounts overlay in a user namespace".into()),
+        Ok(()) => Outcome::Ok(crate::driver::KERNEL_OVERLAY.into()),
         Err(why) => Outcome::Warn(format!(
             "{why:#}: Linux 5.11 or later mounts overlay rootless"
         )),

@@ -60,8 +60,8 @@ pub fn choose(wanted: Driver, store: &Store) -> (Driver, String) {
     decide(&kernel, &fuse)
 }
 
-/// Why `auto` takes the kernel's overlay.
-const KERNEL_OVERLAY: &str = "this kernel mounts overlay in a user namespace";
+/// Why `auto` takes the kernel's overlay (and what `doctor` says of it).
+pub(crate) const KERNEL_OVERLAY: &str = "this kernel mounts overlay in a user namespace";
 
 // ANCHOR: choose_driver
 /// What `auto` picks, given whether the kernel mounts overlay in a user namespace and
