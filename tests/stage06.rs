@@ -128,6 +128,11 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 impl Limited {
     /// As root, on this machine's v1 hierarchies.
     fn root() -> Result<Self, Skip> {
+        Self::root_running(binary())
+    }
+
+    /// The same, running `binary`.
+    fn root_running(binary: PathBuf) -> Result<Self, Skip> {
         users::require_root()?;
         for hierarchy in &HIERARCHIES[..4] {
             let path = Path::new("/sys/fs/cgroup").join(hierarchy);
@@ -143,7 +148,7 @@ impl Limited {
         let run_as = RunAs::root_with_store(&store.path().join("store"));
         let parent = Parent::new();
         Ok(Self {
-            stage: Runtime::new(NAME, binary())
+            stage: Runtime::new(NAME, binary)
                 .as_user(run_as)
                 .with_options(["--cgroup-parent", &parent.0]),
             _store: store,
@@ -154,6 +159,11 @@ impl Limited {
 
     /// As the test user with subordinate ids.
     fn rootless() -> Result<Self, Skip> {
+        Self::rootless_running(binary())
+    }
+
+    /// The same, running `binary`.
+    fn rootless_running(binary: PathBuf) -> Result<Self, Skip> {
         let user = users::with_ranges()?;
         let store = users::dir_owned_by(user.uid, user.gid, 0o700);
         let mut run_as = user.run_as();
@@ -162,7 +172,7 @@ impl Limited {
             .push(("KEEL_STORE".into(), store.path().join("store").into()));
         let parent = Parent::new();
         Ok(Self {
-            stage: Runtime::new(NAME, binary())
+            stage: Runtime::new(NAME, binary)
                 .as_user(run_as)
                 .with_options(["--cgroup-parent", &parent.0]),
             _store: store,
@@ -460,6 +470,131 @@ mod rootless {
             out.stderr.contains("cannot be delegated") && out.stderr.contains("run as root"),
             "{out}"
         );
+        assert!(limited.parent.children().is_empty(), "{out}");
+    }
+}
+
+/// The static build the README installs (`cargo install --path stage06-cgroups
+/// --target x86_64-unknown-linux-musl`): the C library is in the binary, and nothing
+/// is loaded at start. It must do what the usual build does.
+mod static_build {
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    use keel_graders::workspace;
+
+    use super::*;
+
+    const TARGET: &str = "x86_64-unknown-linux-musl";
+
+    /// Builds it once for every grader here (`cargo xtask test` has built it already,
+    /// and then this is only cargo's check that it is fresh).
+    fn built() -> Result<PathBuf, Skip> {
+        static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        BUILT.get_or_init(build).clone().map_err(Skip)
+    }
+
+    fn build() -> Result<PathBuf, String> {
+        let sysroot = Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .map_err(|err| format!("rustc: {err}"))?;
+        let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+        if !sysroot.join("lib/rustlib").join(TARGET).is_dir() {
+            return Err(format!(
+                "Rust's {TARGET} target is not installed (rustup target add {TARGET})"
+            ));
+        }
+        if workspace::which("x86_64-linux-musl-gcc").is_none() {
+            return Err("musl's C compiler is not installed (apt-get install musl-tools)".into());
+        }
+        let mut cargo = Command::new(env!("CARGO"));
+        // What cargo set for this test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...):
+        // build scripts that watch them would run again, and the build with them.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_") && !matches!(&*key, "CARGO_HOME" | "CARGO_TARGET_DIR") {
+                cargo.env_remove(&*key);
+            }
+        }
+        let status = cargo
+            .current_dir(workspace::root())
+            .args(["build", "--release", "--target", TARGET, "-p", NAME])
+            .status()
+            .map_err(|err| format!("cargo: {err}"))?;
+        assert!(status.success(), "the static build failed: {status}");
+        let binary = workspace::target_dir().join(TARGET).join("release/keel");
+        Ok(users::accessible_copy(&binary))
+    }
+
+    /// Whether an ELF file names a program interpreter (`PT_INTERP`): the dynamic
+    /// loader that a dynamically linked program needs.
+    fn has_interpreter(elf: &[u8]) -> bool {
+        let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+        let offset = u64::from_le_bytes(elf[0x20..0x28].try_into().expect("8 bytes")) as usize;
+        (0..u16_at(0x38)).any(|i| {
+            let header = offset + i * u16_at(0x36);
+            elf[header..header + 4] == 3u32.to_le_bytes()
+        })
+    }
+
+    #[test]
+    fn it_is_static() {
+        let binary = need!(built());
+        let elf = std::fs::read(&binary).expect("the binary");
+        assert_eq!(&elf[..4], b"\x7fELF");
+        assert!(
+            !has_interpreter(&elf),
+            "{} needs a loader",
+            binary.display()
+        );
+        let usual = std::fs::read(env!("CARGO_BIN_EXE_keel-stage06")).expect("the binary");
+        assert!(has_interpreter(&usual), "the check sees a dynamic binary");
+    }
+
+    #[test]
+    fn a_user_runs_a_container_with_subordinate_ids() {
+        let binary = need!(built());
+        let limited = need!(Limited::rootless_running(binary));
+        let _leaks = LeakCheck::start();
+        let out = limited.sh(
+            &[],
+            "id -u; cat /proc/self/uid_map; echo written > /f; cat /f",
+        );
+        out.expect_success();
+        let user = need!(users::with_ranges());
+        let range = &user.subuids[0];
+        let lines: Vec<Vec<&str>> = out
+            .stdout
+            .lines()
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        let (uid, range) = (
+            user.uid.to_string(),
+            (range.start.to_string(), range.count.to_string()),
+        );
+        assert_eq!(
+            lines,
+            [
+                vec!["0"],
+                vec!["0", &uid, "1"],
+                vec!["1", &range.0, &range.1],
+                vec!["written"],
+            ],
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn root_runs_one_in_a_cgroup() {
+        let binary = need!(built());
+        let limited = need!(Limited::root_running(binary));
+        let out = limited.sh(
+            &["--memory", "48m"],
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        );
+        out.expect_success();
+        assert_eq!(out.stdout.trim(), (48u64 << 20).to_string(), "{out}");
         assert!(limited.parent.children().is_empty(), "{out}");
     }
 }

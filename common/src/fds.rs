@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 pub fn close_inherited() -> Result<()> {
     // SAFETY: nothing of this process holds these fds yet (it has not opened any), so
     // closing them cannot invalidate an OwnedFd.
-    let rc = unsafe { libc::close_range(3, u32::MAX, 0) };
+    let rc = unsafe { close_range(3, u32::MAX, 0) };
     nix::errno::Errno::result(rc).context("close_range(3, ~0, 0): closing inherited fds")?;
     Ok(())
 }
@@ -40,7 +40,7 @@ pub fn close_all_but(keep: &[RawFd]) -> nix::Result<()> {
         let last = fd.map_or(u32::MAX, |fd| fd.saturating_sub(1));
         if first <= last {
             // SAFETY: close_range only closes fds; the caller uses none of them again.
-            nix::errno::Errno::result(unsafe { libc::close_range(first, last, 0) })?;
+            nix::errno::Errno::result(unsafe { close_range(first, last, 0) })?;
         }
         first = fd.map_or(u32::MAX, |fd| fd.saturating_add(1));
     }
@@ -54,7 +54,7 @@ pub fn close_all_but(keep: &[RawFd]) -> nix::Result<()> {
 /// out of any root (runc's CVE-2024-21626 was exactly that).
 pub fn close_on_exec_all() -> Result<()> {
     // SAFETY: close_range only changes flags of fds of this process.
-    let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    let rc = unsafe { close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     nix::errno::Errno::result(rc).context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
     crate::explain::step(
         "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)",
@@ -63,3 +63,14 @@ pub fn close_on_exec_all() -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: close_fds
+
+/// `close_range(2)` (Linux 5.9), as the system call itself: not every C library wraps it
+/// (musl does not).
+///
+/// # Safety
+/// The fds from `first` to `last` must not be owned by anything that uses them again.
+unsafe fn close_range(first: u32, last: u32, flags: u32) -> libc::c_int {
+    // SAFETY: the caller's promise; the call takes three integers.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
+    rc as libc::c_int
+}

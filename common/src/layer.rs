@@ -155,8 +155,9 @@ pub struct Cleanup {
 ///
 /// 1. [`prepare`](Layer::prepare) in the parent, before `clone`;
 /// 2. `clone` with the union of every layer's [`clone_flags`](Layer::clone_flags);
-///    the child at once `unshare`s the namespaces of [`unshare_flags`](Layer::unshare_flags);
-/// 3. [`parent`](Layer::parent) in the parent while the child waits;
+///    the child at once `unshare`s the namespaces of [`unshare_flags`](Layer::unshare_flags),
+///    then runs [`child_early`](Layer::child_early) while it waits;
+/// 3. [`parent`](Layer::parent) in the parent meanwhile;
 /// 4. [`child`](Layer::child) in the child, then `execve`;
 /// 5. [`cleanup`](Layer::cleanup) in the parent, always: after exit, errors and signals.
 ///
@@ -187,6 +188,16 @@ pub trait Layer {
     fn parent(&mut self, _cx: &mut Parent) -> Result<()> {
         Ok(())
     }
+
+    /// Child, as soon as its namespaces exist, while the parent still runs the `parent`
+    /// phases: work done ahead, on the other CPU, instead of after them (stage 5 makes
+    /// its writable layer and its overlay here while the parent writes the id maps).
+    ///
+    /// The parent's part is not done yet: the id maps may not exist (the kernel still
+    /// checks the child's host ids, as before `clone`), nor the network or the cgroup.
+    /// So this phase cannot fail the run and prints nothing: it keeps its result, and
+    /// [`child`](Layer::child) decides what to do with it.
+    fn child_early(&mut self) {}
 
     /// Child, inside the new namespaces, before `execve`.
     fn child(&mut self, _cx: &mut Child<'_>) -> Result<()> {

@@ -4,8 +4,9 @@
 //!  parent                                   child
 //!  ──────                                   ─────
 //!  prepare  (every layer)
-//!  clone(flags of every layer) ───────────► waits on the channel
-//!  parent   (every layer)                   │
+//!  clone(flags of every layer) ───────────► unshare (the late namespaces)
+//!  parent   (every layer)                   child_early (every layer)
+//!  │                                        waits on the channel
 //!  "go" ───────────────────────────────────►│
 //!                                           child (every layer)
 //!                                           close inherited fds
@@ -271,6 +272,10 @@ fn child(
             channel.report(RUNTIME_FAILED, &format!("{err:#}"));
             return RUNTIME_FAILED as isize;
         }
+    }
+    // Work ahead, while the parent writes the maps (see `Layer::child_early`).
+    for layer in layers.iter_mut() {
+        layer.child_early();
     }
     if !channel.wait_for_go() {
         return RUNTIME_FAILED as isize;

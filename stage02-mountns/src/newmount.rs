@@ -31,7 +31,8 @@ use nix::errno::Errno;
 use crate::at::At;
 
 /// A mount that is not attached anywhere yet. `'a` is what it was made from, kept
-/// for `--explain`.
+/// for `--explain` (a new filesystem keeps its own copy of its options: it may be
+/// made long before it is attached).
 #[derive(Debug)]
 pub struct Detached<'a> {
     fd: OwnedFd,
@@ -43,8 +44,8 @@ pub struct Detached<'a> {
 enum Origin<'a> {
     /// `fsopen(fstype)`, its options, `fsmount(attrs)`.
     Filesystem {
-        fstype: &'a str,
-        options: &'a str,
+        fstype: &'static str,
+        options: String,
         attrs: u64,
     },
     /// `open_tree(OPEN_TREE_CLONE)` of a host path or of an fd.
@@ -61,7 +62,7 @@ enum Source<'a> {
 /// A new instance of `fstype`, with `options` as `mount -o` writes them
 /// (`"mode=0755,size=65536k"`, `"newinstance"`) and the mount flags `attrs`
 /// (`libc::MOUNT_ATTR_NOSUID`, ...).
-pub fn filesystem<'a>(fstype: &'a str, options: &'a str, attrs: u64) -> Result<Detached<'a>> {
+pub fn filesystem(fstype: &'static str, options: &str, attrs: u64) -> Result<Detached<'static>> {
     let context = fsopen(fstype).with_context(|| format!("fsopen({fstype:?})"))?;
     // The source is only a label, shown by mountinfo and findmnt.
     let source = format!("source={fstype}");
@@ -97,7 +98,7 @@ pub fn filesystem<'a>(fstype: &'a str, options: &'a str, attrs: u64) -> Result<D
         fd,
         origin: Origin::Filesystem {
             fstype,
-            options,
+            options: options.to_owned(),
             attrs,
         },
         read_only: false,

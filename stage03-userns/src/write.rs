@@ -81,11 +81,11 @@ pub fn write_with_helpers(
         "deny",
         "keep the user's groups in force: container root may not drop one that denies access",
     )?;
-    // The two helpers are independent: run them at the same time.
-    let (uids, gids) = side_by_side(
-        || run_helper(newuidmap, pid, uid),
-        || run_helper(newgidmap, pid, gid),
-    );
+    // The two helpers are independent: start both, then wait for both.
+    let uids = Helper::start(newuidmap, pid, uid)?;
+    let gids = Helper::start(newgidmap, pid, gid);
+    let uids = uids.finish();
+    let gids = gids.and_then(Helper::finish);
     // Explained once both are done, in the same order every time.
     for ran in [uids?, gids?] {
         explain::step(
@@ -98,40 +98,45 @@ pub fn write_with_helpers(
 }
 
 // ANCHOR: start_helper
-/// Runs `helper PID CTR HOST COUNT...` to its end, and turns its failure into a clear
-/// error; returns the command line it ran.
-fn run_helper(helper: &Path, pid: Pid, map: &IdMap) -> Result<String> {
-    let shown = format!("{} {} {}", helper.display(), pid, map.to_args().join(" "));
-    let output = Command::new(helper)
-        .arg(pid.as_raw().to_string())
-        .args(map.to_args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("running {shown}"))?;
-    if !output.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(shown)
+/// A helper started: `helper PID CTR HOST COUNT...`.
+struct Helper {
+    child: std::process::Child,
+    /// Its command line, for messages.
+    shown: String,
 }
 
-/// Runs `a` here and `b` on a thread of its own, at the same time, and returns both
-/// results. Starting a program holds its caller until the program's `execve` (std's
-/// spawn is a `vfork`), so from one thread the second helper would start only once the
-/// first had: 0.2 to 0.3 ms more per run here (`cargo xtask bench start`).
-fn side_by_side<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
-    std::thread::scope(|scope| {
-        let b = scope.spawn(b);
-        let a = a();
-        let b = b
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (a, b)
-    })
+impl Helper {
+    /// Starts the helper. std's spawn is a `vfork`: it returns as soon as the helper's
+    /// `execve` has begun, so a second helper started right after runs beside the
+    /// first.
+    fn start(helper: &Path, pid: Pid, map: &IdMap) -> Result<Self> {
+        let shown = format!("{} {} {}", helper.display(), pid, map.to_args().join(" "));
+        let child = Command::new(helper)
+            .arg(pid.as_raw().to_string())
+            .args(map.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {shown}"))?;
+        Ok(Self { child, shown })
+    }
+
+    /// Waits for the helper's end, and turns its failure into a clear error; returns
+    /// the command line it ran.
+    fn finish(self) -> Result<String> {
+        let Self { child, shown } = self;
+        let output = child
+            .wait_with_output()
+            .with_context(|| format!("waiting for {shown}"))?;
+        if !output.status.success() {
+            bail!(
+                "{shown} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(shown)
+    }
 }
 // ANCHOR_END: start_helper

@@ -25,28 +25,35 @@ pub struct Container {
 }
 
 impl Container {
-    /// The directory of the container `id` in `store`, made now.
-    pub fn create(store: &Store, id: &str) -> Result<Self> {
+    /// The directory of the container `id` in `store`, not made yet: see [`Self::make`].
+    /// Only `containers/` is made now, once per store.
+    pub fn new(store: &Store, id: &str) -> Result<Self> {
         let containers = store.root().join("containers");
         DirBuilder::new()
             .mode(0o700)
             .recursive(true)
             .create(&containers)
             .with_context(|| format!("creating {}", containers.display()))?;
-        let dir = Self::path_in(store.root(), id);
+        Ok(Self {
+            dir: Self::path_in(store.root(), id),
+        })
+    }
+
+    /// Makes the directory, with `upper/` and `work/`. The id is new, so the directory
+    /// must be too: a container never starts from another's writable layer.
+    pub fn make(&self) -> Result<()> {
         DirBuilder::new()
             .mode(0o700)
-            .create(&dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-        let container = Self { dir };
+            .create(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
         // The upper directory's owner and mode are those of the container's `/`.
-        for (path, mode) in [(container.upper(), 0o755), (container.work(), 0o700)] {
+        for (path, mode) in [(self.upper(), 0o755), (self.work(), 0o700)] {
             DirBuilder::new()
                 .mode(mode)
                 .create(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
         }
-        Ok(container)
+        Ok(())
     }
 
     /// Makes `root/`, for a root that is a copy or fuse-overlayfs's mount: in the
@@ -95,10 +102,16 @@ impl Container {
     /// `work/incompat/volatile`) with mode 000: as their
     /// owner we may open it up first. Rootless, what container root made as another
     /// user belongs to subordinate ids: if that is in the way, call it again as the
-    /// containers' root ([`crate::userns`]).
+    /// containers' root ([`crate::userns`]). A directory that was never made (the run
+    /// failed first) is no error.
     pub fn remove(&self) -> Result<()> {
         open_up(&self.work());
-        fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
+        match fs::remove_dir_all(&self.dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(err).with_context(|| format!("removing {}", self.dir.display()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -32,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use common::{Child, Cleanup, Layer, Parent, Prepare, explain};
 use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
 use stage02_mountns::at::At;
-use stage02_mountns::newmount;
+use stage02_mountns::newmount::{self, Detached};
 
 use crate::config;
 use crate::container::Container;
@@ -66,6 +66,9 @@ pub struct Overlay {
     container: Option<Container>,
     /// The driver `prepare` chose.
     driver: Driver,
+    /// The kernel's overlay: whether the child made the container's directories ahead
+    /// of time ([`Layer::child_early`]).
+    early: Option<Result<()>>,
     /// fuse-overlayfs: the socket the child sends `/dev/fuse` over, then the daemon.
     channel: Option<fuse::Channel>,
     daemon: Option<fuse::Daemon>,
@@ -83,6 +86,7 @@ impl Overlay {
             blobs: Vec::new(),
             container: None,
             driver: Driver::Auto,
+            early: None,
             channel: None,
             daemon: None,
             lease: None,
@@ -159,8 +163,11 @@ impl Layer for Overlay {
             );
         }
         self.driver = driver;
-        let container = Container::create(&store, cx.id)?;
+        // The kernel's overlay: the child makes the container's directories itself,
+        // ahead, while we write its id maps (see `child_early`).
+        let container = Container::new(&store, cx.id)?;
         if matches!(driver, Driver::Copy | Driver::FuseOverlayfs) {
+            container.make()?;
             container.make_root()?;
         }
         self.container = Some(container);
@@ -198,10 +205,25 @@ impl Layer for Overlay {
     }
     // ANCHOR_END: fuse_parent
 
+    // ANCHOR: overlay_early
+    /// The container's directories are made by the child, while the parent writes its
+    /// id maps: on a disk each costs more than most system calls of a start, and the
+    /// child has nothing else to do then. Nothing needs the maps for this: the kernel
+    /// checks the child's host ids, whose directories these are. The overlay itself
+    /// must wait for them: it works in a directory of mode 000, `work/work`, where only
+    /// a root whose user namespace maps the directory's owner may enter.
+    fn child_early(&mut self) {
+        if let (Driver::Overlay | Driver::Auto, Some(container)) = (self.driver, &self.container) {
+            self.early = Some(container.make());
+        }
+    }
+    // ANCHOR_END: overlay_early
+
     fn child(&mut self, cx: &mut Child<'_>) -> Result<()> {
+        let early = self.early.take();
         let container = self.container.as_ref().context("no container directory")?;
         let root = match self.driver {
-            Driver::Overlay | Driver::Auto => match self.mount_overlay(container) {
+            Driver::Overlay | Driver::Auto => match self.mount_overlay(container, early) {
                 Ok(root) => root,
                 // `auto` chose overlay from a probe; should the mount still fail, a
                 // copy does what overlay would.
@@ -261,14 +283,25 @@ impl Layer for Overlay {
 
 impl Overlay {
     // ANCHOR: mount_overlay
-    /// Mounts the overlay of the image's layers under the container's upper directory,
-    /// over the container's own directory: any directory can be a mount point, and
-    /// this one is there already. The overlay holds `upper/` and `work/` open from
-    /// `fsconfig` on, so hiding them below it takes nothing from it; and the mount is
-    /// in the child's mount namespace only, so the host still sees the directory as it
-    /// was. One directory fewer to make and remove per run: on a disk, removing one
-    /// costs more than many of the system calls of a start.
-    fn mount_overlay(&self, container: &Container) -> Result<At> {
+    /// Mounts the overlay (in the directories `child_early` made, `early`) over the container's own
+    /// directory: any directory can be a mount point, and this one is there already.
+    /// The overlay holds `upper/` and `work/` open from `fsconfig` on, so hiding them
+    /// below it takes nothing from it; and the mount is in the child's mount namespace
+    /// only, so the host still sees the directory as it was. One directory fewer to
+    /// make and remove per run: on a disk, removing one costs more than many of the
+    /// system calls of a start.
+    fn mount_overlay(&self, container: &Container, early: Option<Result<()>>) -> Result<At> {
+        early.unwrap_or_else(|| container.make())?;
+        let overlay = self.make_overlay(container)?;
+        overlay.attach(
+            &At::open_dir(container.path())?,
+            "the image's layers under the container's own: its root filesystem",
+        )
+    }
+
+    /// A new overlay of the image's layers under the container's `upper/`, not
+    /// attached anywhere yet.
+    fn make_overlay(&self, container: &Container) -> Result<Detached<'static>> {
         let upper = option_path(&container.upper())?;
         let work = option_path(&container.work())?;
         let lowers = self
@@ -281,13 +314,12 @@ impl Overlay {
         // an overlay otherwise syncs the whole filesystem of its upper directory.
         let volatile = self.options.remove;
         let appended = overlay_options(&lowers, &upper, &work, self.rootless, volatile);
-        let (opened, listed);
-        let overlay = match newmount::filesystem("overlay", &appended, attrs) {
-            Ok(overlay) => overlay,
+        match newmount::filesystem("overlay", &appended, attrs) {
+            Ok(overlay) => Ok(overlay),
             // An older kernel: one `lowerdir` list, its layers named by the shortest
             // paths there are, those of fds (`/proc/self/fd/N`).
             Err(_) => {
-                opened = self
+                let opened = self
                     .lowers
                     .iter()
                     .map(|dir| At::open_dir(dir))
@@ -298,14 +330,9 @@ impl Overlay {
                     .collect::<Vec<_>>()
                     .join(":");
                 let rest = overlay_options(&[], &upper, &work, self.rootless, volatile);
-                listed = format!("lowerdir={list},{rest}");
-                newmount::filesystem("overlay", &listed, attrs)?
+                newmount::filesystem("overlay", &format!("lowerdir={list},{rest}"), attrs)
             }
-        };
-        overlay.attach(
-            &At::open_dir(container.path())?,
-            "the image's layers under the container's own: its root filesystem",
-        )
+        }
     }
     // ANCHOR_END: mount_overlay
 

@@ -40,7 +40,9 @@ pub(crate) struct Contender {
     pub(crate) name: &'static str,
     /// The command line, split at spaces; `{rootfs}` is the busybox rootfs,
     /// `{release}` the directory of the workspace's release binaries (root's, mode
-    /// 0755: what an installation in /usr/local/bin gives), `{owned}` copies of them
+    /// 0755: what an installation in /usr/local/bin gives), `{installed}` the same for
+    /// the build the README installs (static, see `workspace::STATIC_TARGET`; the
+    /// release build where the machine cannot make it), `{owned}` copies of them
     /// that the bench user owns (what its `cargo build` gives: a user's runtime copies
     /// and re-executes itself only then, see common/src/sealed.rs), `{sealed}` the
     /// same binaries already in sealed memfds (so that root's runs do not copy and
@@ -210,19 +212,19 @@ const NET_CONTENDERS: &[Contender] = &[
 /// Stage 6's rows, which `cargo xtask layout` runs too (see [`crate::layout`]).
 pub(crate) const STAGE06_USER: Contender = Contender {
     name: "stage06 image (user)",
-    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {installed}/stage06-cgroups run --rm --network none busybox /bin/true",
     package: Some("stage06-cgroups"),
     runs_as: As::User,
 };
 pub(crate) const STAGE06_IMAGE: Contender = Contender {
     name: "stage06 image",
-    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {installed}/stage06-cgroups run --rm --network none busybox /bin/true",
     package: Some("stage06-cgroups"),
     runs_as: As::Root,
 };
 pub(crate) const STAGE06_MEMORY: Contender = Contender {
     name: "stage06 --memory",
-    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none --memory 64m busybox /bin/true",
+    line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {installed}/stage06-cgroups run --rm --network none --memory 64m busybox /bin/true",
     package: Some("stage06-cgroups"),
     runs_as: As::Root,
 };
@@ -249,6 +251,14 @@ const START_CONTENDERS: &[Contender] = &[
     CRUN,
     RUNC,
     STAGE06_USER,
+    // The same code linked with glibc, as `cargo build --release` makes it: the
+    // difference is what the C library's own start costs (chapter 6).
+    Contender {
+        name: "stage06 glibc build (user)",
+        line: "XDG_RUNTIME_DIR={xdg} KEEL_STORE={store} {release}/stage06-cgroups run --rm --network none busybox /bin/true",
+        package: Some("stage06-cgroups"),
+        runs_as: As::User,
+    },
     // The user's own build (what `cargo build` makes): it re-executes through a
     // read-only view of itself first (common/src/exe_view.rs).
     Contender {
@@ -273,6 +283,8 @@ const START_CONTENDERS: &[Contender] = &[
 pub(crate) struct Places {
     pub(crate) rootfs: PathBuf,
     pub(crate) release: PathBuf,
+    /// The builds the README installs (`{installed}`).
+    pub(crate) installed: PathBuf,
     /// The same binaries, the bench user's own.
     owned: PathBuf,
     /// `/proc/self/fd/N` of a sealed memfd per release binary (by file name).
@@ -303,6 +315,8 @@ impl Contender {
             _ => {
                 if let Some(binary) = word.strip_prefix("{release}/") {
                     places.release.join(binary).into_os_string()
+                } else if let Some(binary) = word.strip_prefix("{installed}/") {
+                    places.installed.join(binary).into_os_string()
                 } else if let Some(binary) = word.strip_prefix("{owned}/") {
                     places.owned.join(binary).into_os_string()
                 } else if let Some(binary) = word.strip_prefix("{sealed}/") {
@@ -366,14 +380,17 @@ pub fn run(runs: usize) -> Result<()> {
 /// each one's peak memory.
 pub fn run_start(runs: usize) -> Result<()> {
     let setup = Setup::new(START_CONTENDERS, false)?;
-    let binary = setup.places.release.join("stage06-cgroups");
-    match crate::layout::coverage(&binary) {
-        Ok((found, named)) => println!(
-            "code layout: {found} of the {named} functions of {} are in stage 6's binary \
-             (fewer: run `cargo xtask layout`)",
-            crate::layout::ORDER
-        ),
-        Err(err) => println!("code layout: not checked ({err:#})"),
+    for dir in [&setup.places.installed, &setup.places.release] {
+        let binary = dir.join("stage06-cgroups");
+        match crate::layout::coverage(&binary) {
+            Ok((found, named)) => println!(
+                "code layout: {found} of the {named} functions of {} are in {} \
+                 (each build has about half of them; far fewer: run `cargo xtask layout`)",
+                crate::layout::ORDER,
+                binary.display()
+            ),
+            Err(err) => println!("code layout: not checked ({err:#})"),
+        }
     }
     setup.compare(runs, "unshare")?;
     setup.peak_memory()
@@ -455,6 +472,24 @@ impl Setup {
             ));
             memfds.push(memfd);
         }
+        let installed = place.path().join("installed");
+        fs::create_dir(&installed)?;
+        let mut statics: Vec<&str> = chosen
+            .iter()
+            .filter(|c| c.line.contains("{installed}/"))
+            .filter_map(|c| c.package)
+            .collect();
+        statics.dedup();
+        for package in statics {
+            let built = match workspace::static_build_missing() {
+                None => workspace::build_static(package)?,
+                Some(why) => {
+                    println!("{package}: the release build stands for the installed one: {why}");
+                    release.clone()
+                }
+            };
+            fs::copy(built.join(package), installed.join(package))?;
+        }
         let user = if chosen.iter().any(|c| c.runs_as == As::User) {
             Some(BenchUser::create()?)
         } else {
@@ -480,6 +515,7 @@ impl Setup {
             runtime_dirs: [shm.path().join("root"), shm.path().join("user")],
             rootfs,
             release,
+            installed,
             owned,
             sealed,
         };

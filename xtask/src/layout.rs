@@ -58,12 +58,32 @@ pub fn run() -> Result<()> {
     let ids = setup.user.as_ref().map(|u| (u.uid, u.gid));
     // The package's two binaries, `stage06-cgroups` and `keel`: the same code, but
     // each names some functions its own way (its `main`, what it instantiates, the
-    // numbers of its copies), so both are traced.
-    let keel = setup.places.release.join("keel");
-    fs::copy(workspace::target_dir().join("release/keel"), &keel)?;
+    // numbers of its copies), so both are traced. And both builds: glibc's and the
+    // static one the README installs, whose standard library (another build of it)
+    // has other names, and whose C library is in the binary, its functions too.
+    let mut binaries = Vec::new();
+    let mut builds = vec![(
+        workspace::target_dir().join("release"),
+        &setup.places.release,
+    )];
+    match workspace::static_build_missing() {
+        None => builds.push((
+            workspace::target_dir()
+                .join(workspace::STATIC_TARGET)
+                .join("release"),
+            &setup.places.installed,
+        )),
+        Some(why) => println!("the static build is not traced: {why}"),
+    }
+    for (built, place) in builds {
+        let keel = place.join("keel");
+        fs::copy(built.join("keel"), &keel)?;
+        fs::copy(built.join("stage06-cgroups"), place.join("stage06-cgroups"))?;
+        binaries.extend([place.join("stage06-cgroups"), keel]);
+    }
     let mut order = Vec::new();
     let mut named = HashSet::new();
-    for binary in [setup.places.release.join("stage06-cgroups"), keel] {
+    for binary in binaries {
         let functions = Functions::of(&binary)?;
         for contender in TRACED {
             let user = ids.filter(|_| contender.runs_as == As::User);
@@ -88,7 +108,7 @@ pub fn run() -> Result<()> {
             println!(
                 "{} ({}): {} functions entered, {} new",
                 contender.name,
-                binary.file_name().unwrap_or_default().to_string_lossy(),
+                binary.display(),
                 entered.len(),
                 order.len() - before
             );
