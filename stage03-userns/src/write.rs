@@ -73,7 +73,7 @@ pub fn write_with_helpers(
     newgidmap: &Path,
 ) -> Result<()> {
     // ANCHOR: call_newuidmap
-    // EXERCISE: write "deny" to /proc/PID/setgroups with write_proc (newgidmap would leave it at "allow"), then run newuidmap PID <uid map as arguments> and newgidmap PID <gid map as arguments> side by side (side_by_side, run_helper; IdMap::to_args gives the arguments), fail if either failed, and explain what ran
+    // EXERCISE: write "deny" to /proc/PID/setgroups with write_proc (newgidmap would leave it at "allow"), then start newuidmap PID <uid map as arguments> and newgidmap PID <gid map as arguments> one after the other (Helper::start; IdMap::to_args gives the arguments), wait for both (Helper::finish), fail if either failed, and explain what ran
     write_proc(
         &Path::new("/proc")
             .join(pid.as_raw().to_string())

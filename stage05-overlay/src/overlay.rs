@@ -14,8 +14,9 @@
 //!   lowerdir 1        the base layer
 //! ```
 //!
-//! The parent prepares (the image's layers unpacked, the container's directories
-//! made); the child mounts the overlay, inside its user namespace (Linux 5.11 lets
+//! The parent prepares (the image's layers unpacked); the child makes the container's
+//! directories while the parent writes its id maps, then mounts the overlay, inside
+//! its user namespace (Linux 5.11 lets
 //! the root of a user namespace mount one, with `userxattr`: overlay's own notes,
 //! such as opaque directories, are then `user.overlay.*` attributes), and hands its
 //! root to stage 2's layer, which pivots into it as into a `--rootfs`.

@@ -14,8 +14,11 @@
 //! breakpoint that fires names a function the run needs; the tracer puts the byte
 //! back and lets the process go on, so each one fires once per process. Processes
 //! forked by the runtime are traced too (the container's child runs the runtime's code
-//! until its `execve`); the setuid helpers are started with a `vfork`, which is not
-//! traced, so that they keep their privileges.
+//! until its `execve`), and so are the `vfork`s that start the setuid helpers: the
+//! static build's C library is in the binary, and its spawning code too, so the
+//! child of a `vfork` runs the runtime's code (and meets its breakpoints) until its
+//! `execve`. Every process but the runtime is let go at the *entry* of its `execve`:
+//! traced through it, a setuid helper would run without its privileges.
 //!
 //! The names are the linker's (mangled): a change to the code that the names do not
 //! follow leaves some functions out of place, which costs memory, never correctness.
@@ -308,10 +311,21 @@ fn trace(mut command: Command, functions: &Functions) -> Result<Vec<u64>> {
     ptrace::setoptions(
         runtime,
         Options::PTRACE_O_TRACEFORK
+            | Options::PTRACE_O_TRACEVFORK
             | Options::PTRACE_O_TRACECLONE
             | Options::PTRACE_O_TRACEEXEC
+            | Options::PTRACE_O_TRACESYSGOOD
             | Options::PTRACE_O_EXITKILL,
     )?;
+    // The runtime runs on to the next breakpoint; every other process stops at each
+    // system call too, to be let go at its `execve`.
+    let resume = |pid: Pid| {
+        if pid == runtime {
+            ptrace::cont(pid, None)
+        } else {
+            ptrace::syscall(pid, None)
+        }
+    };
     // Every traced process runs one image of the binary: the runtime's, or a fork's
     // copy of it (which has the breakpoints not yet fired at the fork).
     let mut breakpoints = Breakpoints::insert(runtime, functions)?;
@@ -332,30 +346,26 @@ fn trace(mut command: Command, functions: &Functions) -> Result<Vec<u64>> {
             WaitStatus::Signaled(pid, signal, _) if pid == runtime => {
                 bail!("the runtime was killed by {signal}")
             }
+            // The runtime re-executing itself (root's sealed copy).
             WaitStatus::PtraceEvent(pid, _, event) if event == Event::PTRACE_EVENT_EXEC as i32 => {
-                if pid == runtime {
-                    // The runtime re-executing itself (root's sealed copy).
-                    breakpoints = Breakpoints::insert(pid, functions)?;
-                    ptrace::cont(pid, None)?;
-                } else {
-                    // The container's command: none of the runtime's code.
-                    ptrace::detach(pid, None)?;
-                }
+                breakpoints = Breakpoints::insert(pid, functions)?;
+                resume(pid)?;
             }
-            // Forks and threads: they are traced from their first instruction on.
-            WaitStatus::PtraceEvent(pid, _, _) => ptrace::cont(pid, None)?,
+            // Forks, vforks and threads: they are traced from their first instruction on.
+            WaitStatus::PtraceEvent(pid, _, _) => resume(pid)?,
+            // Another program is about to replace the runtime's code: let it go.
+            WaitStatus::PtraceSyscall(pid) if is_exec(pid)? => ptrace::detach(pid, None)?,
+            WaitStatus::PtraceSyscall(pid) => resume(pid)?,
             WaitStatus::Stopped(pid, Signal::SIGTRAP) => match breakpoints.fired(pid)? {
                 Some(address) => {
                     if seen.insert(address) {
                         entered.push(address);
                     }
-                    ptrace::cont(pid, None)?;
+                    resume(pid)?;
                 }
                 None => ptrace::cont(pid, Some(Signal::SIGTRAP))?,
             },
-            WaitStatus::Stopped(pid, Signal::SIGSTOP) if started.insert(pid) => {
-                ptrace::cont(pid, None)?
-            }
+            WaitStatus::Stopped(pid, Signal::SIGSTOP) if started.insert(pid) => resume(pid)?,
             WaitStatus::Stopped(pid, signal) => ptrace::cont(pid, Some(signal))?,
             _ => {}
         }
@@ -364,6 +374,14 @@ fn trace(mut command: Command, functions: &Functions) -> Result<Vec<u64>> {
         Some(0) => Ok(entered),
         other => bail!("the traced run failed (exit code {other:?})"),
     }
+}
+
+/// Whether `pid`, stopped at a system call, is entering `execve` (or `execveat`).
+fn is_exec(pid: Pid) -> Result<bool> {
+    let call = ptrace::getregs(pid)?.orig_rax;
+    Ok([nix::libc::SYS_execve, nix::libc::SYS_execveat]
+        .iter()
+        .any(|&exec| u64::try_from(exec) == Ok(call)))
 }
 
 #[cfg(test)]
