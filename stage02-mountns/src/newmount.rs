@@ -31,8 +31,8 @@ use nix::errno::Errno;
 use crate::at::At;
 
 /// A mount that is not attached anywhere yet. `'a` is what it was made from, kept
-/// for `--explain` (a new filesystem keeps its own copy of its options: it may be
-/// made long before it is attached).
+/// for `--explain` (a new filesystem keeps its own copy of its options, which are
+/// often put together just for the call, as stage 5's overlay's are).
 #[derive(Debug)]
 pub struct Detached<'a> {
     fd: OwnedFd,
