@@ -68,8 +68,12 @@ impl Supervisor {
     /// Forwards every watched signal to `pid` until it exits, relaying its terminal
     /// if it has one; returns its exit code.
     pub fn supervise(&self, pid: Pid, terminal: Option<OwnedFd>, stdin: bool) -> Result<i32> {
-        let signals = SignalFd::with_flags(&self.watched, SfdFlags::SFD_CLOEXEC)
-            .context("signalfd for the watched signals")?;
+        // Non-blocking: each round reads every signal pending, not only the first.
+        let signals = SignalFd::with_flags(
+            &self.watched,
+            SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+        )
+        .context("signalfd for the watched signals")?;
         let mut relay = terminal
             .map(|master| Relay::new(master, stdin))
             .transpose()?;
@@ -90,9 +94,11 @@ impl Supervisor {
                 .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
                 .collect();
             drop(fds);
-            // Signals first: a resize that came before a key is applied before it.
+            // Signals first, all of them: a resize that came before a key is applied
+            // before it, even when another signal came with it (the kernel hands out
+            // the lowest-numbered first, and SIGCHLD is lower than SIGWINCH).
             if !ready[0].is_empty()
-                && let Some(code) = self.handle_signal(&signals, pid, relay.as_ref())?
+                && let Some(code) = self.handle_signals(&signals, pid, relay.as_ref())?
             {
                 if let Some(relay) = &mut relay {
                     relay.drain();
@@ -105,18 +111,31 @@ impl Supervisor {
         }
     }
 
-    /// Takes one signal: SIGCHLD may mean the container exited (its code is returned),
-    /// a resize goes to the container's terminal, anything else to the container.
-    fn handle_signal(
+    /// Takes every pending signal, and returns the container's exit code once it has
+    /// exited.
+    fn handle_signals(
         &self,
         signals: &SignalFd,
         pid: Pid,
         relay: Option<&Relay>,
     ) -> Result<Option<i32>> {
-        let Some(info) = signals.read_signal().context("reading the signalfd")? else {
-            return Ok(None);
-        };
-        let signal = Signal::try_from(info.ssi_signo as i32).context("an unknown signal")?;
+        while let Some(info) = signals.read_signal().context("reading the signalfd")? {
+            let signal = Signal::try_from(info.ssi_signo as i32).context("an unknown signal")?;
+            if let Some(code) = self.handle_signal(signal, pid, relay)? {
+                return Ok(Some(code));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes one signal: SIGCHLD may mean the container exited (its code is returned),
+    /// a resize goes to the container's terminal, anything else to the container.
+    fn handle_signal(
+        &self,
+        signal: Signal,
+        pid: Pid,
+        relay: Option<&Relay>,
+    ) -> Result<Option<i32>> {
         match signal {
             // Signals merge: one SIGCHLD may stand for several events, so ask.
             Signal::SIGCHLD => match waitpid(pid, Some(WaitPidFlag::WNOHANG)).context("waitpid")? {
