@@ -261,6 +261,40 @@ mod writable_layer {
         );
     }
 
+    /// A probe killed halfway leaves its tree in the store's `tmp/`, named after its
+    /// process as everything staged there is; the next run's store sweeps it, overlay's
+    /// `work/work` of mode 000 included.
+    #[test]
+    fn a_probe_killed_halfway_is_swept() {
+        let images = need!(Images::rootless());
+        let _leaks = LeakCheck::start();
+        images.run(&["--rm"], &["busybox", "true"]).expect_success();
+        // No process has a PID as large as the largest there may be.
+        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").expect("pid_max");
+        let left = images
+            .path()
+            .join("tmp")
+            .join(format!("{}-1-0", pid_max.trim()));
+        for dir in ["lower", "upper", "work/work", "merged"] {
+            std::fs::create_dir_all(left.join(dir)).expect("a probe's tree");
+        }
+        let (uid, gid) = images.owner;
+        for dir in ["", "lower", "upper", "work", "work/work", "merged"] {
+            std::os::unix::fs::chown(left.join(dir), Some(uid), Some(gid)).expect("chown");
+        }
+        std::fs::set_permissions(
+            left.join("work/work"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .expect("chmod 000");
+        images.run(&["--rm"], &["busybox", "true"]).expect_success();
+        assert_eq!(
+            names(&images.path().join("tmp")),
+            Vec::<String>::new(),
+            "left in the store's tmp/"
+        );
+    }
+
     /// A file written in one run is absent in the next run of the same image, and the
     /// image's blobs are byte for byte what they were.
     #[test]

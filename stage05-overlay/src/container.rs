@@ -117,7 +117,7 @@ impl Container {
 
 /// Gives the directories below `dir` that we own mode 0700, so that they can be
 /// listed and emptied (overlay makes its own with mode 000).
-fn open_up(dir: &Path) {
+pub(crate) fn open_up(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };

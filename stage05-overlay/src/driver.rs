@@ -121,7 +121,13 @@ fn kernel_overlay(store: &Store) -> Result<()> {
             _ => bail!("probed before on this kernel: {verdict}"),
         };
     }
-    let result = probe(&store.root().join("tmp"));
+    // Under a staged name of this process in the store's `tmp/`: a probe killed
+    // halfway leaves a tree that the next store's sweep recognises and removes.
+    let staged = store.staged();
+    let result = std::fs::create_dir(staged.path())
+        .with_context(|| format!("creating {}", staged.path().display()))
+        .and_then(|()| probe_at(staged.path()));
+    drop(staged);
     // Only the kernel's answer is kept: a probe that could not ask (no temporary
     // directory, no fork) says nothing about the kernel, and is tried again next time.
     let verdict = match &result {
@@ -150,16 +156,18 @@ pub fn probe(place: &Path) -> Result<()> {
         .prefix("overlay-probe-")
         .tempdir_in(place)
         .with_context(|| format!("a temporary directory in {}", place.display()))?;
+    probe_at(dir.path())
+}
+
+/// The probe, in the empty directory `dir`, which the caller removes.
+fn probe_at(dir: &Path) -> Result<()> {
     for name in ["lower", "upper", "work", "merged"] {
-        std::fs::create_dir(dir.path().join(name))?;
+        std::fs::create_dir(dir.join(name))?;
     }
-    let result = probe_in(dir.path());
+    let result = probe_in(dir);
     // Overlay made work/work with mode 000: as its owner we may open it, and the
     // directory can then be removed with the rest.
-    let _ = std::fs::set_permissions(
-        dir.path().join("work/work"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    );
+    crate::container::open_up(&dir.join("work"));
     result
 }
 

@@ -123,7 +123,11 @@ impl Store {
             }
             let path = entry.path();
             let removed = match entry.file_type() {
-                Ok(kind) if kind.is_dir() => fs::remove_dir_all(&path),
+                Ok(kind) if kind.is_dir() => {
+                    // An overlay probe's tree holds overlay's `work/work`, mode 000.
+                    crate::container::open_up(&path);
+                    fs::remove_dir_all(&path)
+                }
                 _ => fs::remove_file(&path),
             };
             if removed.is_err() {
