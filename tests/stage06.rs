@@ -481,6 +481,8 @@ mod static_build {
     use std::process::Command;
     use std::sync::OnceLock;
 
+    use keel_graders::oci;
+    use keel_graders::registry::Registry;
     use keel_graders::workspace;
 
     use super::*;
@@ -583,6 +585,33 @@ mod static_build {
             ],
             "{out}"
         );
+    }
+
+    /// A pull through the static build's own network code: the registry's name is
+    /// looked up by musl (`localhost`, in `/etc/hosts`), then spoken to over HTTP.
+    #[test]
+    fn a_user_pulls_an_image_by_a_registry_name_and_runs_it() {
+        let binary = need!(built());
+        let limited = need!(Limited::rootless_running(binary));
+        let registry = need!(Registry::start(false));
+        let base = need!(oci::busybox_layer());
+        let mark = oci::layer(&[oci::Entry::File("pulled", "from the registry\n")]);
+        let layout = tempfile::tempdir().expect("a layout directory");
+        oci::write_layout(layout.path(), &[base, mark], serde_json::json!({}));
+        registry.push(layout.path(), "test/busybox:latest");
+        let port = registry.address.rsplit_once(':').expect("HOST:PORT").1;
+        let name = format!("localhost:{port}/test/busybox:latest");
+        let _leaks = LeakCheck::start();
+        let pulled = limited.stage.command_line().args(["pull", &name]).output();
+        pulled.expect_success();
+        let out = limited
+            .stage
+            .run()
+            .arg("--rm")
+            .cmd([name.as_str(), "cat", "/pulled"])
+            .output();
+        out.expect_success();
+        assert_eq!(out.stdout, "from the registry\n", "{out}");
     }
 
     #[test]

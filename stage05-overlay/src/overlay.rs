@@ -284,13 +284,13 @@ impl Layer for Overlay {
 
 impl Overlay {
     // ANCHOR: mount_overlay
-    /// Mounts the overlay (in the directories `child_early` made, `early`) over the container's own
-    /// directory: any directory can be a mount point, and this one is there already.
-    /// The overlay holds `upper/` and `work/` open from `fsconfig` on, so hiding them
-    /// below it takes nothing from it; and the mount is in the child's mount namespace
-    /// only, so the host still sees the directory as it was. One directory fewer to
-    /// make and remove per run: on a disk, removing one costs more than many of the
-    /// system calls of a start.
+    /// Mounts the overlay (in the directories `child_early` made: `early`) over the
+    /// container's own directory: any directory can be a mount point, and this one is
+    /// there already. The overlay holds `upper/` and `work/` open from `fsconfig` on,
+    /// so hiding them below it takes nothing from it; and the mount is in the child's
+    /// mount namespace only, so the host still sees the directory as it was. One
+    /// directory fewer to make and remove per run: on a disk, removing one costs more
+    /// than many of the system calls of a start.
     fn mount_overlay(&self, container: &Container, early: Option<Result<()>>) -> Result<At> {
         early.unwrap_or_else(|| container.make())?;
         let overlay = self.make_overlay(container)?;
