@@ -11,7 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
-use keel_graders::oci::{self, Entry, busybox_layer};
+use keel_graders::oci::{self, Entry};
+use keel_graders::rootfs::busybox_layer;
 use keel_graders::runtime::RunAs;
 use keel_graders::users::{self, TestUser};
 use keel_graders::{LeakCheck, Output, Runtime, Skip, need};

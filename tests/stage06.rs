@@ -594,7 +594,7 @@ mod static_build {
         let binary = need!(built());
         let limited = need!(Limited::rootless_running(binary));
         let registry = need!(Registry::start(false));
-        let base = need!(oci::busybox_layer());
+        let base = need!(keel_graders::rootfs::busybox_layer());
         let mark = oci::layer(&[oci::Entry::File("pulled", "from the registry\n")]);
         let layout = tempfile::tempdir().expect("a layout directory");
         oci::write_layout(layout.path(), &[base, mark], serde_json::json!({}));

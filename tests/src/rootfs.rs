@@ -204,3 +204,39 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     }
     hash
 }
+
+/// A base layer with what a shell needs: the host's static busybox and some of its
+/// applets, as an image's layer (a tar).
+pub fn busybox_layer() -> Result<Vec<u8>, Skip> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        return Err(Skip(
+            "/bin/busybox is missing: apt-get install busybox-static".into(),
+        ));
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    for dir in ["bin", "etc", "tmp", "proc", "dev", "sys"] {
+        tar.append_data(&mut header.clone(), dir, std::io::empty())
+            .expect("dir");
+    }
+    let program = std::fs::read(busybox).expect("read busybox");
+    let mut file = tar::Header::new_gnu();
+    file.set_entry_type(tar::EntryType::Regular);
+    file.set_mode(0o755);
+    file.set_size(program.len() as u64);
+    tar.append_data(&mut file, "bin/busybox", program.as_slice())
+        .expect("busybox");
+    for applet in ["sh", "ls", "cat", "echo", "test", "pwd", "true", "id"] {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_mode(0o777);
+        link.set_size(0);
+        tar.append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .expect("applet");
+    }
+    Ok(tar.into_inner().expect("tar"))
+}
