@@ -270,9 +270,24 @@ fn pull_and_unpack(
     registry.push(&image.layout, &format!("{NAME}:latest"), &registry_dir)?;
     let reference = format!("{}/{NAME}:latest", registry.address);
     let keel = setup.places.release.join("stage05-overlay");
+    // The static build the README installs: the same pull, with musl's allocator.
+    let installed = match workspace::static_build_missing() {
+        None => {
+            let binary = setup.places.installed.join("keel");
+            fs::copy(
+                workspace::build_static("stage06-cgroups")?.join("keel"),
+                &binary,
+            )?;
+            Some(binary)
+        }
+        Some(why) => {
+            println!("\nthe static build's pull is not measured: {why}");
+            None
+        }
+    };
     let home = &place.home;
     println!("\npull + unpack of {reference}, rootless, as the user {BENCH_USER}");
-    let mut rows = [
+    let mut rows = vec![
         Row {
             name: "stage05 pull",
             shown: format!(
@@ -322,6 +337,26 @@ fn pull_and_unpack(
             }),
         },
     ];
+    if let Some(installed) = installed.as_deref() {
+        let reference = reference.as_str();
+        rows.push(Row {
+            name: "keel pull (static build)",
+            shown: format!(
+                "KEEL_STORE={}/keel-N {} pull -q {reference}",
+                home.display(),
+                installed.display()
+            ),
+            run: Box::new(move |n| {
+                let store = home.join(format!("keel-{n}"));
+                let mut pull = place.as_user(installed, user);
+                pull.env("KEEL_STORE", &store)
+                    .args(["pull", "-q", reference]);
+                let cost = measure(&mut pull);
+                remove(&store)?;
+                cost
+            }),
+        });
+    }
     let costs = take_turns(&mut rows, HEAVY_WARM_UP, runs)?;
     let who = format!(
         "pull + unpack ({} gzipped, {} of tar)",
