@@ -191,7 +191,8 @@ pub trait Layer {
 
     /// Child, as soon as its namespaces exist, while the parent still runs the `parent`
     /// phases: work done ahead, on the other CPU, instead of after them (stage 5 makes
-    /// its writable layer and its overlay here while the parent writes the id maps).
+    /// the directories of its writable layer here while the parent writes the id
+    /// maps).
     ///
     /// The parent's part is not done yet: the id maps may not exist (the kernel still
     /// checks the child's host ids, as before `clone`), nor the network or the cgroup.

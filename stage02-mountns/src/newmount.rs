@@ -31,8 +31,7 @@ use nix::errno::Errno;
 use crate::at::At;
 
 /// A mount that is not attached anywhere yet. `'a` is what it was made from, kept
-/// for `--explain` (a new filesystem keeps its own copy of its options, which are
-/// often put together just for the call, as stage 5's overlay's are).
+/// for `--explain`.
 #[derive(Debug)]
 pub struct Detached<'a> {
     fd: OwnedFd,
@@ -44,8 +43,8 @@ pub struct Detached<'a> {
 enum Origin<'a> {
     /// `fsopen(fstype)`, its options, `fsmount(attrs)`.
     Filesystem {
-        fstype: &'static str,
-        options: String,
+        fstype: &'a str,
+        options: &'a str,
         attrs: u64,
     },
     /// `open_tree(OPEN_TREE_CLONE)` of a host path or of an fd.
@@ -62,7 +61,7 @@ enum Source<'a> {
 /// A new instance of `fstype`, with `options` as `mount -o` writes them
 /// (`"mode=0755,size=65536k"`, `"newinstance"`) and the mount flags `attrs`
 /// (`libc::MOUNT_ATTR_NOSUID`, ...).
-pub fn filesystem(fstype: &'static str, options: &str, attrs: u64) -> Result<Detached<'static>> {
+pub fn filesystem<'a>(fstype: &'a str, options: &'a str, attrs: u64) -> Result<Detached<'a>> {
     let context = fsopen(fstype).with_context(|| format!("fsopen({fstype:?})"))?;
     // The source is only a label, shown by mountinfo and findmnt.
     let source = format!("source={fstype}");
@@ -98,7 +97,7 @@ pub fn filesystem(fstype: &'static str, options: &str, attrs: u64) -> Result<Det
         fd,
         origin: Origin::Filesystem {
             fstype,
-            options: options.to_owned(),
+            options,
             attrs,
         },
         read_only: false,

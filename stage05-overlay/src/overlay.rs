@@ -33,7 +33,7 @@ use anyhow::{Context, Result, bail};
 use common::{Child, Cleanup, Layer, Parent, Prepare, explain};
 use libc::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
 use stage02_mountns::at::At;
-use stage02_mountns::newmount::{self, Detached};
+use stage02_mountns::newmount;
 
 use crate::config;
 use crate::container::Container;
@@ -293,16 +293,6 @@ impl Overlay {
     /// than many of the system calls of a start.
     fn mount_overlay(&self, container: &Container, early: Option<Result<()>>) -> Result<At> {
         early.unwrap_or_else(|| container.make())?;
-        let overlay = self.make_overlay(container)?;
-        overlay.attach(
-            &At::open_dir(container.path())?,
-            "the image's layers under the container's own: its root filesystem",
-        )
-    }
-
-    /// A new overlay of the image's layers under the container's `upper/`, not
-    /// attached anywhere yet.
-    fn make_overlay(&self, container: &Container) -> Result<Detached<'static>> {
         let upper = option_path(&container.upper())?;
         let work = option_path(&container.work())?;
         let lowers = self
@@ -315,12 +305,13 @@ impl Overlay {
         // an overlay otherwise syncs the whole filesystem of its upper directory.
         let volatile = self.options.remove;
         let appended = overlay_options(&lowers, &upper, &work, self.rootless, volatile);
-        match newmount::filesystem("overlay", &appended, attrs) {
-            Ok(overlay) => Ok(overlay),
+        let (opened, listed);
+        let overlay = match newmount::filesystem("overlay", &appended, attrs) {
+            Ok(overlay) => overlay,
             // An older kernel: one `lowerdir` list, its layers named by the shortest
             // paths there are, those of fds (`/proc/self/fd/N`).
             Err(_) => {
-                let opened = self
+                opened = self
                     .lowers
                     .iter()
                     .map(|dir| At::open_dir(dir))
@@ -331,9 +322,14 @@ impl Overlay {
                     .collect::<Vec<_>>()
                     .join(":");
                 let rest = overlay_options(&[], &upper, &work, self.rootless, volatile);
-                newmount::filesystem("overlay", &format!("lowerdir={list},{rest}"), attrs)
+                listed = format!("lowerdir={list},{rest}");
+                newmount::filesystem("overlay", &listed, attrs)?
             }
-        }
+        };
+        overlay.attach(
+            &At::open_dir(container.path())?,
+            "the image's layers under the container's own: its root filesystem",
+        )
     }
     // ANCHOR_END: mount_overlay
 

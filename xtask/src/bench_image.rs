@@ -270,7 +270,7 @@ fn pull_and_unpack(
     registry.push(&image.layout, &format!("{NAME}:latest"), &registry_dir)?;
     let reference = format!("{}/{NAME}:latest", registry.address);
     let keel = setup.places.release.join("stage05-overlay");
-    // The static build the README installs: the same pull, with musl's allocator.
+    // The static build the README installs: the same pull, with musl's C library.
     let installed = match workspace::static_build_missing() {
         None => {
             let binary = setup.places.installed.join("keel");

@@ -42,8 +42,10 @@ pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
 /// Why this machine cannot make the static build, if it cannot: Rust's musl target and
 /// a C compiler for it (the registry client's TLS has C in it) must be installed.
 pub fn static_build_missing() -> Option<String> {
-    let sysroot = cmd::quiet(Command::new("rustc").args(["--print", "sysroot"])).ok()?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    let sysroot = match cmd::quiet(Command::new("rustc").args(["--print", "sysroot"])) {
+        Ok(output) => PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()),
+        Err(err) => return Some(format!("rustc --print sysroot: {err:#}")),
+    };
     if !sysroot.join("lib/rustlib").join(STATIC_TARGET).is_dir() {
         return Some(format!(
             "Rust's {STATIC_TARGET} target is not installed (rustup target add {STATIC_TARGET})"
